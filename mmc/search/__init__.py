@@ -1,0 +1,1 @@
+"""Collaboration search strategies; each returns a SearchResult."""
