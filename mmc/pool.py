@@ -1,10 +1,14 @@
 """Model pools: ModelSpec, and loading any `from_pretrained` source (local directory or hub id)."""
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmc.errors import MMCError
+
+SCORED_KINDS = ("zoo", "local", "tiny_random")  # pools of models to score
+MATRIX_KINDS = ("matrix", "synthetic")  # pools that come as a loss matrix, no scoring
 
 
 @dataclass(frozen=True)
@@ -67,3 +71,53 @@ def count_params(model, non_embedding: bool = False) -> int:
 
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     return int(total - sum(p.numel() for p in model.parameters() if id(p) in embeddings))
+
+
+def build_pool(cfg, cache_dir: Path) -> list[ModelSpec]:
+    """The models of a scored pool (PoolConfig of kind zoo, local or tiny_random), `only` applied."""
+    if cfg.kind == "local":
+        if not cfg.models:
+            raise MMCError("pool=local has no models; add {name, path, family} entries to pool.models")
+        specs = [ModelSpec(m.name, m.family, m.path, m.revision, m.params) for m in cfg.models]
+    elif cfg.kind == "zoo":
+        from mmc.zoo import build_zoo
+
+        specs = build_zoo(cfg.zoo, cache_dir / "zoo")
+    elif cfg.kind == "tiny_random":
+        from mmc.tiny_random import build_tiny_random
+
+        specs = build_tiny_random(cfg.tiny_random, cache_dir / "tiny_random")
+    else:
+        raise MMCError(f"unknown pool kind {cfg.kind!r}; use one of {', '.join(SCORED_KINDS + MATRIX_KINDS)}")
+    specs = select_only(specs, cfg.only)
+    check_sources(specs)
+    return specs
+
+
+def select_only(specs: list[ModelSpec], only: str | None) -> list[ModelSpec]:
+    """Models whose name matches one of the comma-separated globs in `only` (all when None)."""
+    if not only:
+        return specs
+    patterns = [p.strip() for p in only.split(",") if p.strip()]
+    chosen = [s for s in specs if any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
+    if not chosen:
+        raise MMCError(f"pool.only={only!r} matches no model; the pool has: {', '.join(s.name for s in specs)}")
+    return chosen
+
+
+def matrix_pool(cfg):
+    """The LossMatrix of a pool that needs no scoring (kind matrix or synthetic)."""
+    from mmc.losses import LossMatrix
+
+    if cfg.kind == "matrix":
+        if not cfg.path:
+            raise MMCError("pool=matrix needs pool.path=<a loss_matrix.npz written by an earlier run>")
+        lm = LossMatrix.load(cfg.path)
+    else:
+        from mmc.synthetic import synthetic_loss_matrix
+
+        lm = synthetic_loss_matrix(n_models=cfg.n_models, n_texts=cfg.n_texts, seed=cfg.seed)
+    if cfg.only:
+        names = {s.name for s in select_only([ModelSpec(m, f, "") for m, f in zip(lm.models, lm.families)], cfg.only)}
+        lm = lm.select_models([i for i, m in enumerate(lm.models) if m in names])
+    return lm

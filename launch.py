@@ -1,0 +1,100 @@
+"""mmc entry point: compose the config, then load corpus -> build pool -> score -> search -> fit -> log.
+
+    python launch.py                          # the offline default study (zoo pool, built-in corpus)
+    python launch.py experiment=smoke         # a named configuration
+    python launch.py -m search=pareto_prune,greedy     # a sweep: one MLflow parent run, a child per job
+    python launch.py rerun=<MLFLOW_RUN_ID>    # re-launch a logged run with exactly its config
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from mmc import cli, report, tracking
+from mmc.config import Config, Stage, register_configs
+from mmc.data import load_corpus
+from mmc.errors import MMCError
+from mmc.paths import cache_root
+from mmc.pool import MATRIX_KINDS, build_pool, matrix_pool
+from mmc.scoring import cached_loss_matrix, score_pool
+from mmc.study import analyze
+from mmc.sweep import parent_run_id
+
+log = logging.getLogger("mmc")
+register_configs()
+
+
+def run(config: Config, tags: dict, parent_id: str | None) -> dict:
+    """One job: every input is checked (tracking, corpus, pool) before scoring starts."""
+    started = time.time()
+    tracking.connect(config.tracking.uri)
+    experiment_id = tracking.ensure_experiment(config.tracking.experiment_name or config.name)
+    container = OmegaConf.to_container(OmegaConf.structured(config), resolve=True, enum_to_str=True)
+    with tracking.tracked_run(experiment_id, tags.get("hydra.overrides") or config.name, container, tags,
+                              parent_id) as active:
+        if config.pool.kind in MATRIX_KINDS:
+            if config.stage == Stage.score:
+                raise MMCError(f"pool={config.pool.kind} holds precomputed losses, nothing to score; use stage=analyze")
+            lm = matrix_pool(config.pool)
+        else:
+            corpus = load_corpus(config.dataset)
+            specs = build_pool(config.pool, cache_root(config.cache_dir))
+            report.log_corpus(corpus)
+            score = cached_loss_matrix if config.stage == Stage.analyze else score_pool
+            lm = score(specs, corpus, config.scoring, config.pool.param_count)
+        report.log_loss_matrix(lm)
+        if config.stage != Stage.score:
+            study = analyze(lm, config.search, config.fit)
+            report.log_study(study)
+        report.log_metric("time.total_s", time.time() - started)
+        return {"run_id": active.info.run_id}
+
+
+def job_tags(config: Config) -> dict:
+    hydra_cfg = HydraConfig.get()
+    tags = {"experiment": config.name, "stage": config.stage.value, "pool.kind": config.pool.kind,
+            "hydra.overrides": " ".join(hydra_cfg.overrides.task)}
+    if config.pool.kind == "tiny_random":
+        tags["random_weights"] = "true"  # random models say nothing about science
+    if config.pool.kind == "synthetic":
+        tags["synthetic"] = "true"
+    if config.rerun:
+        tags["rerun_of"] = config.rerun
+    return tags
+
+
+def rerun_config(run_id: str, uri: str | None) -> Config:
+    """The typed config a logged run was launched with."""
+    tracking.connect(uri)
+    logged = tracking.logged_config(run_id)
+    logged["rerun"] = run_id
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), logged))
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> dict | None:
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        config = rerun_config(cfg.rerun, cfg.tracking.uri) if cfg.rerun else OmegaConf.to_object(cfg)
+        parent_id = parent_run_id(HydraConfig.get().sweep.dir) if multirun else None
+        return run(config, job_tags(config), parent_id)
+    except MMCError as e:
+        print(f"error: {e}", file=sys.stderr)
+        if not multirun:
+            sys.exit(2)
+    except Exception:
+        if not multirun:
+            raise
+        log.exception("job failed; its MLflow run is FAILED and the sweep goes on")
+    return None  # a failed sweep job: the sweep callback reports it and sets the exit code
+
+
+if __name__ == "__main__":
+    cli.preflight(sys.argv[1:])
+    main()

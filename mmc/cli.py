@@ -1,0 +1,68 @@
+"""Command-line preflight: compose the config once before Hydra runs, so a bad override fails in one line."""
+from __future__ import annotations
+
+import sys
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from mmc.paths import CONF_DIR
+
+HYDRA_FLAGS_WITH_VALUE = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd",
+                          "--info", "-i", "--experimental-rerun"}
+
+
+def first_of_sweeps(overrides: list[str]) -> list[str]:
+    """Each sweep override (`a=1,2`) reduced to its first value, so one composition checks them all."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    out = []
+    for text, override in zip(overrides, parsed):
+        if override.is_sweep_override():
+            value = next(iter(override.sweep_string_iterator()))
+            out.append(f"{override.get_key_element()}={value}")
+        else:
+            out.append(text)
+    return out
+
+
+def user_overrides(argv: list[str]) -> list[str] | None:
+    """The key=value overrides of argv; None when Hydra is asked for something other than a run."""
+    overrides, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in HYDRA_FLAGS_WITH_VALUE:
+            skip = True
+        elif arg in ("--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--resolve", "--shell-completion",
+                     "-sc", "--package", "-p"):
+            return None
+        elif not arg.startswith("-"):
+            overrides.append(arg)
+    return overrides
+
+
+def one_line(error: BaseException) -> str:
+    """Hydra's message and its cause (the OmegaConf error naming key and type) on one line."""
+    lines = [line.strip() for line in str(error).split("Config search path")[0].splitlines()]
+    text = " ".join(line for line in lines if line and not line.startswith("To append to your config"))
+    if error.__cause__ is not None and str(error.__cause__).strip():
+        text = text.rstrip(".") + ": " + str(error.__cause__).splitlines()[0]
+    return text
+
+
+def preflight(argv: list[str]) -> None:
+    """Exit 2 with one line when the overrides do not compose against the schemas (types, keys, options)."""
+    from mmc.config import register_configs
+
+    overrides = user_overrides(argv)
+    if overrides is None:
+        return
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            compose("config", overrides=first_of_sweeps(overrides))
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        print(f"error: bad config: {one_line(e)} (`python launch.py --cfg job` prints every key)", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,264 @@
+"""Power-law fits L(P) = A * P^(-alpha) + L_inf of loss against total parameters (lmfit).
+
+`A` is reported for P in raw parameters (a count, not billions), but the optimiser sees
+x = P / P_scale with P_scale the geometric mean of the fitted P, so A, alpha and L_inf are all of
+order one inside it. For a fixed alpha the model is linear in (A, L_inf): the start point comes from
+a scan of alpha with a bounded linear solve at each value, and lmfit (scipy least_squares) refines it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import lmfit
+import numpy as np
+from scipy import stats
+
+from mmc.errors import MMCError
+
+log = logging.getLogger(__name__)
+
+RESIDUALS = ("log", "relative")
+ROBUST = ("linear", "soft_l1", "huber", "cauchy", "arctan")
+CONFIDENCE = 0.95
+ALPHA_GRID = np.geomspace(0.01, 5.0, 120)
+
+
+@dataclass
+class PowerLawFit:
+    """A fitted curve. `A` is for P in raw parameters; `*_ci` are 95 % intervals (NaN: unavailable).
+
+    With floor=False the floor is fixed at 0 (L_inf = 0, stderr 0). `notes` say why a fit may be
+    unreliable (a parameter at its bound, no degrees of freedom); fit_power_law logs them as warnings.
+    """
+
+    A: float
+    alpha: float
+    L_inf: float
+    A_stderr: float
+    alpha_stderr: float
+    L_inf_stderr: float
+    A_ci: tuple[float, float]
+    alpha_ci: tuple[float, float]
+    L_inf_ci: tuple[float, float]
+    residuals: np.ndarray  # (n,), in the order of the input points
+    n_points: int
+    params_range: tuple[float, float]  # smallest and largest fitted P
+    aic: float
+    bic: float
+    floor: bool
+    residual_kind: str
+    robust: str
+    notes: list[str] = field(default_factory=list)
+
+    def predict(self, params) -> np.ndarray:
+        """Loss at total parameters `params` (raw counts)."""
+        return self.A * np.asarray(params, dtype=np.float64) ** -self.alpha + self.L_inf
+
+    def to_dict(self) -> dict:
+        """JSON-ready (NaN becomes None): the fits.json entry of one curve."""
+        def num(v):
+            return None if not math.isfinite(v) else float(v)
+
+        out = {"param_unit": "parameters (raw count)", "n_points": self.n_points, "floor": self.floor,
+               "params_range": [float(v) for v in self.params_range],
+               "residuals": self.residual_kind, "robust": self.robust,
+               "aic": num(self.aic), "bic": num(self.bic), "notes": list(self.notes)}
+        for name in ("A", "alpha", "L_inf"):
+            out[name] = num(getattr(self, name))
+            out[f"{name}_stderr"] = num(getattr(self, f"{name}_stderr"))
+            out[f"{name}_ci"] = [num(v) for v in getattr(self, f"{name}_ci")]
+        return out
+
+
+def _check_points(params, losses, n_fitted: int) -> tuple[np.ndarray, np.ndarray]:
+    params = np.asarray(params, dtype=np.float64).ravel()
+    losses = np.asarray(losses, dtype=np.float64).ravel()
+    if params.shape != losses.shape:
+        raise MMCError(f"params ({params.size}) and losses ({losses.size}) differ in length; pass one loss per point")
+    if not (np.isfinite(params).all() and np.isfinite(losses).all()):
+        raise MMCError("non-finite params or losses; drop those points before fitting")
+    if (params <= 0).any():
+        raise MMCError(f"{int((params <= 0).sum())} points with non-positive params; every point needs P > 0")
+    if (losses <= 0).any():
+        raise MMCError(f"{int((losses <= 0).sum())} points with non-positive loss; a power law needs losses > 0")
+    if len(np.unique(params)) < n_fitted:
+        raise MMCError(f"{len(np.unique(params))} distinct param counts for {n_fitted} fitted constants; "
+                       "fit a frontier with more points")
+    if np.ptp(losses) <= 1e-12 * losses.max():
+        raise MMCError(f"all {len(losses)} losses are equal; a flat curve has no scaling law to fit")
+    slope = np.polyfit(np.log(params), np.log(losses), 1)[0]
+    if slope >= 0:
+        raise MMCError(f"losses do not fall as params grow (log-log slope {slope:+.3g}); a power law with "
+                       "alpha > 0 cannot describe them: check that these are frontier points")
+    return params, losses
+
+
+def _residual_fn(kind: str):
+    if kind == "log":
+        return lambda model, y: np.log(model) - np.log(y)
+    if kind == "relative":
+        return lambda model, y: model / y - 1.0
+    raise MMCError(f"unknown residuals {kind!r}; use one of {', '.join(RESIDUALS)}")
+
+
+def _scan_start(x: np.ndarray, y: np.ndarray, floor: bool, residual) -> tuple[float, float, float]:
+    """Best (A, alpha, L_inf) over ALPHA_GRID, with (A, L_inf) from a bounded linear solve at each alpha.
+
+    The linear solve minimises sum((A x^-alpha + L_inf) / y - 1)^2 (relative error, which matches
+    both residual kinds to first order) over the box A >= 0, 0 <= L_inf <= min(y): a convex
+    quadratic in two variables, so its optimum is the interior solution when feasible, else on an
+    edge L_inf = 0 or L_inf = min(y). All alphas are solved at once; the final choice among them
+    uses the true residuals.
+    """
+    g = x[None, :] ** -ALPHA_GRID[:, None] / y  # (n_alpha, n): the A column, weighted by 1/y
+    h = 1.0 / y  # the L_inf column
+    gg, gh, hh, g1, h1 = (g * g).sum(1), (g * h).sum(1), (h * h).sum(), g.sum(1), h.sum()
+
+    def edge(l_inf):  # best A >= 0 with L_inf fixed
+        return np.maximum((g1 - l_inf * gh) / gg, 0.0), np.full_like(gg, l_inf)
+
+    candidates = [edge(0.0)]
+    if floor:
+        det = gg * hh - gh ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a_in, l_in = (hh * g1 - gh * h1) / det, (gg * h1 - gh * g1) / det
+        inside = (a_in >= 0) & (l_in >= 0) & (l_in <= y.min())
+        candidates += [edge(float(y.min())), (np.where(inside, a_in, np.nan), np.where(inside, l_in, np.nan))]
+    best, best_cost = None, np.inf
+    for a, l_inf in candidates:
+        model = a[:, None] * g * y + l_inf[:, None]  # (n_alpha, n)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cost = np.sum(residual(model, y[None, :]) ** 2, axis=1)
+        cost[~np.isfinite(cost) | (a <= 0)] = np.inf
+        i = int(np.argmin(cost))
+        if cost[i] < best_cost:
+            best, best_cost = (float(a[i]), float(ALPHA_GRID[i]), float(l_inf[i])), cost[i]
+    if best is None:
+        raise MMCError("no power law with A > 0 fits these points; check that losses fall with params")
+    return best
+
+
+def fit_power_law(params, losses, residuals: str = "log", robust: str = "linear", floor: bool = True,
+                  start: PowerLawFit | None = None, warn: bool = True) -> PowerLawFit:
+    """Fit L(P) = A * P^(-alpha) + L_inf (floor=False: L_inf = 0) to points (params, losses).
+
+    Bounds: A >= 0, alpha >= 0 (a fit at 0 is flagged), 0 <= L_inf <= min(losses). `residuals`:
+    "log" (log model - log data) or "relative" (model / data - 1); `robust`: a scipy least_squares
+    loss ("linear" is plain least squares; "soft_l1", "huber", "cauchy", "arctan" damp outliers).
+    `start`: a previous fit to start from instead of the alpha scan (the bootstrap's warm start).
+    Intervals are Wald intervals with Student-t quantiles (n - k degrees of freedom); A's is
+    symmetric in log A. AIC/BIC use the sum of squared residuals: n log(RSS / n) + k (2 or log n).
+
+    Raises MMCError: lengths differ, non-finite values, params <= 0, losses <= 0, fewer distinct
+    params than fitted constants (3, or 2 without floor), losses all equal or rising with params,
+    unknown `residuals`/`robust`. Warns (logging; recorded in `notes` either way, logged only when
+    `warn`): as many points as constants (no uncertainties), a singular covariance, alpha or L_inf
+    at a bound, no convergence.
+    """
+    if robust not in ROBUST:
+        raise MMCError(f"unknown robust loss {robust!r}; use one of {', '.join(ROBUST)}")
+    residual = _residual_fn(residuals)
+    k = 3 if floor else 2
+    params, losses = _check_points(params, losses, k)
+    n = len(losses)
+    scale = float(np.exp(np.log(params).mean()))
+    x = params / scale
+    l_max = float(losses.min())
+    if start is None:
+        a0, alpha0, l0 = _scan_start(x, losses, floor, residual)
+    else:  # warm start: the same curve expressed in this fit's scale
+        a0, alpha0 = start.A * scale ** -start.alpha, start.alpha
+        l0 = min(start.L_inf, 0.99 * l_max) if floor else 0.0
+
+    pars = lmfit.Parameters()
+    pars.add("A", value=a0, min=0.0)
+    pars.add("alpha", value=alpha0, min=0.0)
+    pars.add("L_inf", value=l0 if floor else 0.0, min=0.0, max=l_max, vary=floor)
+
+    def objective(p):
+        model = p["A"].value * x ** -p["alpha"].value + p["L_inf"].value
+        return residual(np.maximum(model, 1e-300), losses)
+
+    result = lmfit.minimize(objective, pars, method="least_squares", loss=robust)
+    a_s, alpha, l_inf = (float(result.params[name].value) for name in ("A", "alpha", "L_inf"))
+    rss = float(np.sum(result.residual ** 2))
+    notes = []
+
+    # Standard errors from lmfit's covariance (scaled by the reduced chi-square), A moved to raw P
+    # by the delta method: A = A_s * scale^alpha.
+    names = list(result.var_names)
+    cov = result.covar if result.covar is not None else np.full((k, k), np.nan)
+    if result.covar is None:
+        notes.append("covariance unavailable (singular Jacobian): no standard errors")
+    if n == k:
+        notes.append(f"{n} points for {k} constants: an exact fit, no uncertainties")
+        cov = np.full((k, k), np.nan)
+    a_raw = a_s * scale ** alpha
+    grad = np.array([scale ** alpha, a_raw * math.log(scale)] + [0.0] * (k - 2))
+    var = {"A": float(grad @ cov @ grad), "alpha": float(cov[names.index("alpha"), names.index("alpha")])}
+    var["L_inf"] = float(cov[names.index("L_inf"), names.index("L_inf")]) if floor else 0.0
+    err = {name: math.sqrt(v) if v >= 0 else math.nan for name, v in var.items()}
+
+    t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, max(n - k, 1)))
+    # A > 0: its interval is symmetric in log A, so it never goes negative
+    a_ci = (a_raw * math.exp(-t * err["A"] / a_raw), a_raw * math.exp(t * err["A"] / a_raw)) if a_raw > 0 \
+        else (math.nan, math.nan)
+    alpha_ci = (alpha - t * err["alpha"], alpha + t * err["alpha"])
+    l_ci = (max(l_inf - t * err["L_inf"], 0.0), l_inf + t * err["L_inf"])
+
+    if alpha < 1e-4 or a_s < 1e-12:
+        notes.append("A or alpha at its bound 0: the fitted curve is flat, the losses barely fall with params")
+    if floor and l_inf < 1e-6 * l_max:
+        notes.append("L_inf at its bound 0: the data support no floor (see compare_floor)")
+    if floor and l_inf > (1 - 1e-6) * l_max:
+        notes.append("L_inf at its bound min(losses): the floor is not identified by these points")
+    if not result.success:
+        notes.append(f"optimiser did not converge: {result.message}")
+
+    if warn:
+        for note in notes:
+            log.warning("power-law fit on %d points: %s", n, note)
+    misfit = n * math.log(rss / n) if rss > 0 else -math.inf
+    return PowerLawFit(
+        A=a_raw, alpha=alpha, L_inf=l_inf, A_stderr=err["A"], alpha_stderr=err["alpha"], L_inf_stderr=err["L_inf"],
+        A_ci=a_ci, alpha_ci=alpha_ci, L_inf_ci=l_ci, residuals=np.asarray(result.residual, dtype=np.float64),
+        n_points=n, params_range=(float(params.min()), float(params.max())),
+        aic=misfit + 2 * k, bic=misfit + k * math.log(n),
+        floor=floor, residual_kind=residuals, robust=robust, notes=notes,
+    )
+
+
+def compare_floor(params, losses, residuals: str = "log", robust: str = "linear") -> dict:
+    """Fit with and without a floor; AIC/BIC say whether the data support L_inf > 0.
+
+    `delta_aic` = AIC(no floor) - AIC(floor): positive favours the floor (above ~2 clearly).
+    """
+    with_floor = fit_power_law(params, losses, residuals, robust, floor=True)
+    no_floor = fit_power_law(params, losses, residuals, robust, floor=False)
+    delta_aic = no_floor.aic - with_floor.aic
+    return {
+        "floor": with_floor.to_dict(), "no_floor": no_floor.to_dict(),
+        "aic_floor": with_floor.aic, "aic_no_floor": no_floor.aic,
+        "bic_floor": with_floor.bic, "bic_no_floor": no_floor.bic,
+        "delta_aic": delta_aic, "delta_bic": no_floor.bic - with_floor.bic,
+        "preferred": "floor" if delta_aic > 0 else "no_floor",
+    }
+
+
+def fit_table(fits: dict[str, PowerLawFit], reference: str = "single") -> list[dict]:
+    """One plain row per curve (the paper's Table 1): alpha and L_inf with intervals, and the floor
+    reduction versus `reference`, 100 * (1 - L_inf / L_inf[reference]) in % (None for the reference)."""
+    if reference not in fits:
+        raise MMCError(f"reference curve {reference!r} is not among the fits {sorted(fits)}; fit it first")
+    ref_floor = fits[reference].L_inf
+    rows = []
+    for name, fit in fits.items():
+        reduction = None if name == reference or ref_floor <= 0 else 100.0 * (1.0 - fit.L_inf / ref_floor)
+        rows.append({
+            "setting": name, "alpha": fit.alpha, "alpha_lo": fit.alpha_ci[0], "alpha_hi": fit.alpha_ci[1],
+            "L_inf": fit.L_inf, "L_inf_lo": fit.L_inf_ci[0], "L_inf_hi": fit.L_inf_ci[1], "A": fit.A,
+            "floor_reduction_pct": reduction, "n_points": fit.n_points,
+        })
+    return rows

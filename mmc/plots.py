@@ -1,0 +1,134 @@
+"""Figures; each function returns a matplotlib Figure for the caller to save and log.
+
+Figures are built with the object-oriented API (matplotlib.figure.Figure, no pyplot): nothing is
+registered globally and `fig.savefig` renders with Agg whatever backend the session uses.
+"""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from mmc.errors import MMCError
+from mmc.fit import PowerLawFit
+from mmc.search.result import SearchResult
+
+
+def _colours(n: int) -> list:
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _fit_label(name: str, fit: PowerLawFit) -> str:
+    return f"{name} fit: α={fit.alpha:.3f}, L∞={fit.L_inf:.3f}"
+
+
+def _draw_fit(ax, fit: PowerLawFit, colour, label: str, width: float = 1.8) -> None:
+    """The fitted curve over the range it was fitted on, and its floor as a dashed line of the same colour."""
+    grid = np.geomspace(*fit.params_range, 200)
+    ax.plot(grid, fit.predict(grid), color=colour, lw=width, label=label)
+    if fit.floor:
+        ax.axhline(fit.L_inf, color=colour, lw=1.0, ls="--", alpha=0.7)
+
+
+def _finish(ax, unit: str) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel("total parameters P (sum over the subset's models)")
+    ax.set_ylabel(f"loss ({unit})")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def plot_frontier(search: SearchResult, single_params, single_loss, single_families, fits: dict[str, PowerLawFit],
+                  unit: str, title: str = "Loss vs total parameters") -> Figure:
+    """Every explored subset (faint), the ensemble frontier, single models coloured by family, and the
+    fitted curves (`fits`, e.g. {"single": ..., "ensemble": ...}) with their floors dashed."""
+    single_params = np.asarray(single_params, dtype=np.float64)
+    single_loss = np.asarray(single_loss, dtype=np.float64)
+    single_families = np.asarray(single_families, dtype=str)
+    if not (single_params.shape == single_loss.shape == single_families.shape):
+        raise MMCError("single_params, single_loss and single_families differ in length; pass one value per model")
+    fig = Figure(figsize=(10, 6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(search.explored_params, search.explored_loss, s=3, color="0.5", alpha=0.25, lw=0, rasterized=True,
+               label=f"explored subsets ({search.n_explored:,})")
+    ax.plot(search.frontier_params, search.frontier_loss, color="black", lw=1.2, marker=".", ms=4,
+            label=f"ensemble frontier ({search.n_frontier:,} subsets)")
+    families = sorted(set(single_families.tolist()))
+    for family, colour in zip(families, _colours(len(families))):
+        pick = single_families == family
+        ax.scatter(single_params[pick], single_loss[pick], s=30, color=colour, edgecolor="black", lw=0.4,
+                   zorder=3, label=f"{family} (single models)")
+    fit_colours = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange"]
+    for i, (name, fit) in enumerate(fits.items()):
+        _draw_fit(ax, fit, fit_colours[i % len(fit_colours)], _fit_label(name, fit) + " (floor dashed)")
+    _finish(ax, unit)
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return fig
+
+
+def plot_groups(frontiers: dict[str, tuple[np.ndarray, np.ndarray]], fits: dict[str, PowerLawFit], unit: str,
+                title: str = "Homogeneous vs heterogeneous ensembles") -> Figure:
+    """Frontier and fit of each group of families: `frontiers[name] = (params, losses)`.
+
+    A name with "+" is a family pair, "all" every family, anything else one family. Single-family
+    groups and pairs get a panel each (when both exist), and "all" appears in both for reference.
+    """
+    if not frontiers:
+        raise MMCError("no group frontiers to plot; run the search per family group (fit.groups=true)")
+    singles = [g for g in frontiers if "+" not in g and g != "all"]
+    pairs = [g for g in frontiers if "+" in g]
+    panels = [(p, t) for p, t in ((singles, "one family"), (pairs, "family pairs")) if p] or [([], "all families")]
+    fig = Figure(figsize=(7 * len(panels), 6), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (groups, panel_title) in zip(axes, panels):
+        names = groups + (["all"] if "all" in frontiers else [])
+        for name, colour in zip(names, _colours(len(groups)) + ["black"]):
+            params, losses = (np.asarray(v, dtype=np.float64) for v in frontiers[name])
+            ax.scatter(params, losses, s=10, color=colour, alpha=0.6, lw=0)
+            if name in fits:
+                _draw_fit(ax, fits[name], colour, _fit_label(name, fits[name]), width=2.5 if name == "all" else 1.4)
+            else:
+                ax.plot(params, losses, color=colour, lw=1.0, label=f"{name} (frontier, no fit)")
+        _finish(ax, unit)
+        ax.set_title(f"{panel_title}: frontier points, fits, floors dashed")
+        ax.legend(fontsize=7, ncol=1 if len(names) <= 12 else 2, loc="upper right", frameon=False)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_oracle_choice(per_text_loss, models, domains, params=None,
+                       title: str = "Which model the all-models oracle picks, by domain") -> Figure:
+    """Heatmap: for each domain (column), the share of its texts on which each model (row) is the best
+    of the whole pool. Models that win no text are left out (counted in the title); rows are sorted by
+    `params` when given. The argmin does not depend on the unit, so any per-text loss (M, N) works."""
+    per_text_loss = np.asarray(per_text_loss, dtype=np.float64)
+    models, domains = np.asarray(models, dtype=str), np.asarray(domains, dtype=str)
+    if per_text_loss.ndim != 2 or per_text_loss.shape != (len(models), len(domains)):
+        raise MMCError(f"per-text loss {per_text_loss.shape} does not match {len(models)} models x "
+                       f"{len(domains)} texts; pass LossMatrix.per_text_loss() with its models and domains")
+    winner = per_text_loss.argmin(axis=0)
+    domain_names = sorted(set(domains.tolist()))
+    share = np.zeros((len(models), len(domain_names)))
+    for j, domain in enumerate(domain_names):
+        in_domain = domains == domain
+        share[:, j] = np.bincount(winner[in_domain], minlength=len(models)) / in_domain.sum()
+    rows = np.flatnonzero(share.sum(axis=1) > 0)
+    if params is not None:
+        rows = rows[np.argsort(np.asarray(params)[rows], kind="stable")]
+
+    fig = Figure(figsize=(1.2 * len(domain_names) + 4, 0.3 * len(rows) + 2.0), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(share[rows], aspect="auto", cmap="viridis", vmin=0.0, vmax=max(share.max(), 1e-9))
+    ax.set_xticks(range(len(domain_names)), domain_names, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), models[rows], fontsize=8 if len(rows) <= 40 else 6)
+    if len(rows) * len(domain_names) <= 300:
+        for i, j in zip(*np.nonzero(share[rows])):
+            value = share[rows][i, j]
+            ax.text(j, i, f"{100 * value:.0f}%" if value >= 0.005 else "<1%", ha="center", va="center", fontsize=7,
+                    color="black" if value > 0.6 * share.max() else "white")
+    ax.set_xlabel("domain")
+    ax.set_ylabel("model" + (" (sorted by parameters)" if params is not None else ""))
+    fig.colorbar(image, ax=ax, label="share of the domain's texts the model wins")
+    ax.set_title(f"{title}\n({len(rows)} of {len(models)} models win at least one text)", fontsize=10)
+    return fig

@@ -1,0 +1,67 @@
+"""Writes a run's results to MLflow in the DESIGN contract's names and shapes."""
+from __future__ import annotations
+
+import math
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from mmc import tracking
+from mmc.data import Corpus
+from mmc.losses import LossMatrix
+from mmc.search.result import SearchResult
+
+
+def log_metric(name: str, value: float) -> None:
+    if value is not None and math.isfinite(float(value)):
+        mlflow.log_metric(name, float(value))
+
+
+def log_table(rows: list[dict] | pd.DataFrame, name: str) -> None:
+    tracking.log_text_artifact(pd.DataFrame(rows).to_csv(index=False), name)
+
+
+def log_corpus(corpus: Corpus) -> None:
+    domains = Counter(corpus.domains)
+    mlflow.log_params({"corpus.hash": corpus.hash, "corpus.n_texts": len(corpus),
+                       "corpus.n_bytes": int(corpus.n_bytes.sum())})
+    mlflow.set_tags({f"corpus.domain.{d}": n for d, n in sorted(domains.items())})
+    for d, n in domains.items():
+        log_metric(f"corpus.n_texts.{d}", n)
+
+
+def log_loss_matrix(lm: LossMatrix) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "loss_matrix.npz"
+        lm.save(path)
+        mlflow.log_artifact(str(path))
+    mlflow.log_params({"pool.n_models": lm.n_models, "pool.n_texts": lm.n_texts,
+                       "pool.families": ",".join(sorted(set(lm.families.tolist())))[:6000]})
+
+
+def frontier_rows(result: SearchResult) -> pd.DataFrame:
+    """frontier.csv: members ('+'-joined, sorted), k, params, loss; one row per Pareto-optimal subset."""
+    return pd.DataFrame({
+        "members": result.frontier_names(),
+        "k": result.frontier_members.sum(axis=1).astype(int),
+        "params": np.asarray(result.frontier_params, dtype=np.int64),
+        "loss": result.frontier_loss,
+    })
+
+
+def log_study(study) -> None:
+    """Artifacts, tables, metrics and figures of an analysed loss matrix (a mmc.study.Study)."""
+    log_table(frontier_rows(study.ensemble), "frontier.csv")
+    log_table(frontier_rows(study.single), "single_frontier.csv")
+    tracking.log_json({name: fit.to_dict() for name, fit in study.fits.items()}, "fits.json")
+    log_table(study.fit_table, "fit_table.csv")
+    log_table(study.single_table, "single_model_table.csv")
+    tracking.log_json(study.extras, "analysis.json")
+    for name, value in study.metrics.items():
+        log_metric(name, value)
+    for name, figure in study.figures.items():
+        tracking.log_figure(figure, name)

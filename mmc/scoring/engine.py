@@ -1,0 +1,156 @@
+"""The scoring engine: total NLL (nats, float64) and scored tokens of each text under one causal LM.
+
+Windows are sorted by length and cut into batches whose padded size fits a token budget, right-padded
+(causal attention never looks right, so padding needs no mask and never counts). Only the scored
+positions go through the output head, in row chunks, with logsumexp in float32: a [batch, length, vocab]
+float32 tensor is never built, whatever the vocabulary.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mmc.config import ScoringConfig
+from mmc.errors import MMCError
+from mmc.scoring.windows import Windows, context_length, plan_windows, resolve_window, tokenise
+
+HEAD_CHUNK_ELEMENTS = 2**25  # logits per head chunk: 128 MiB in float32
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise MMCError(f"unknown scoring.device {name!r}; use auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float32
+    if name not in DTYPES:
+        raise MMCError(f"unknown scoring.dtype {name!r}; use auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def batch_stop(lengths: np.ndarray, start: int, budget: int) -> int:
+    """End of the batch starting at `start` (lengths sorted descending): as many rows as fit the budget."""
+    return min(len(lengths), start + max(1, budget // int(lengths[start])))
+
+
+def padding_fraction(lengths: np.ndarray, budget: int) -> float:
+    """Share of padded tokens in the batches the engine builds for these window lengths."""
+    lengths = np.sort(np.asarray(lengths))[::-1]
+    padded, start = 0, 0
+    while start < len(lengths):
+        stop = batch_stop(lengths, start, budget)
+        padded += int(lengths[start]) * (stop - start)
+        start = stop
+    return 1.0 - lengths.sum() / padded
+
+
+class _Scorer:
+    """Forward pass + per-target NLL for one model. Uses the base model and the output head separately
+    (only scored rows reach the head) when that reproduces the model's own logits, else the full model."""
+
+    def __init__(self, model, compile: bool = False):
+        self.model = model
+        self.device = model.get_input_embeddings().weight.device
+        self.vocab = model.get_input_embeddings().num_embeddings
+        self.head = model.get_output_embeddings()
+        self.split = self.head is not None and self._split_matches()
+        body = model.base_model if self.split else model
+        self.body = torch.compile(body, dynamic=True) if compile else body
+
+    def _split_matches(self) -> bool:
+        """Models that transform logits after the head (soft-capping, scaling) fail this and use the full model."""
+        ids = torch.arange(min(16, self.vocab), device=self.device)[None]
+        full = self.model(input_ids=ids, use_cache=False).logits.float()
+        split = self.head(self.model.base_model(input_ids=ids, use_cache=False).last_hidden_state).float()
+        return torch.allclose(full, split, rtol=1e-3, atol=1e-3 * full.abs().max().item())
+
+    def token_nll(self, ids: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, targets: torch.Tensor):
+        """NLL (float32) of targets[i] predicted at position (rows[i], cols[i]) of the batch `ids`."""
+        out = self.body(input_ids=ids, use_cache=False)
+        selected = (out.last_hidden_state if self.split else out.logits)[rows, cols]
+        del out
+        nll = torch.empty(len(targets), dtype=torch.float32, device=self.device)
+        chunk = max(1, HEAD_CHUNK_ELEMENTS // self.vocab)
+        for s in range(0, len(targets), chunk):
+            logits = selected[s:s + chunk]
+            logits = (self.head(logits) if self.split else logits).float()
+            nll[s:s + chunk] = torch.logsumexp(logits, dim=-1) - logits.gather(1, targets[s:s + chunk, None])[:, 0]
+        return nll
+
+
+def _batch_tensors(seqs: list[np.ndarray], windows: Windows, idx: np.ndarray, device):
+    """Right-padded input ids and the (row, column, target) of every scored position of the windows `idx`."""
+    lengths, n_scored = windows.length[idx], windows.n_scored[idx]
+    ids = np.zeros((len(idx), lengths.max()), dtype=np.int64)  # pad id 0: never attended to, never scored
+    targets = np.zeros_like(ids)
+    for row, w in enumerate(idx):
+        seq, b, e = seqs[windows.text[w]], windows.begin[w], windows.end[w]
+        ids[row, :e - b] = seq[b:e]
+        targets[row, :e - b] = seq[b + 1:e + 1]
+    rows = np.repeat(np.arange(len(idx)), n_scored)
+    offset_in_window = np.arange(n_scored.sum()) - np.repeat(np.cumsum(n_scored) - n_scored, n_scored)
+    cols = np.repeat(lengths - n_scored, n_scored) + offset_in_window  # the last n_scored positions
+    as_tensor = lambda a: torch.from_numpy(a).to(device)
+    return as_tensor(ids), as_tensor(rows), as_tensor(cols), as_tensor(targets[rows, cols])
+
+
+@torch.inference_mode()
+def score_sequences(model, seqs: list[np.ndarray], window: int, stride: int, batch_tokens: int,
+                    bar=None, compile: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Total NLL (float64) and scored tokens (int64) of each prefixed token sequence."""
+    scorer = _Scorer(model, compile)
+    too_large = [i for i, s in enumerate(seqs) if s.max() >= scorer.vocab]
+    if too_large:
+        raise MMCError(f"text #{too_large[0]} has token ids beyond the model's {scorer.vocab} embeddings; "
+                       "the tokenizer does not belong to this model")
+    windows = plan_windows(np.array([len(s) - 1 for s in seqs]), window, stride)
+    order = np.argsort(-windows.length, kind="stable")  # longest first: an OOM shows up at once
+    lengths = windows.length[order]
+    nll = np.zeros(len(seqs), dtype=np.float64)
+    windows_left = np.bincount(windows.text, minlength=len(seqs))
+    budget, start, t0 = batch_tokens, 0, time.perf_counter()
+    while start < len(order):
+        stop = batch_stop(lengths, start, budget)
+        idx = order[start:stop]
+        try:
+            ids, rows, cols, targets = _batch_tensors(seqs, windows, idx, scorer.device)
+            token_nll = scorer.token_nll(ids, rows, cols, targets)
+        except torch.cuda.OutOfMemoryError:
+            if stop - start == 1:
+                raise MMCError(f"one window of {lengths[start]} tokens does not fit in GPU memory; lower "
+                               "scoring.window, or use scoring.dtype=bfloat16 or scoring.device_map=auto") from None
+            torch.cuda.empty_cache()
+            budget = (stop - start) // 2 * int(lengths[start])  # half the rows, then go on
+            continue
+        per_window = torch.zeros(len(idx), dtype=torch.float64, device=token_nll.device)
+        per_window.index_add_(0, rows, token_nll.double())
+        np.add.at(nll, windows.text[idx], per_window.cpu().numpy())
+        np.subtract.at(windows_left, windows.text[idx], 1)
+        if bar is not None:
+            bar.update(int(windows.n_scored[idx].sum()))
+            rate = (windows_left == 0).sum() / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(texts_per_s=f"{rate:.1f}", refresh=False)
+        start = stop
+    n_tokens = np.bincount(windows.text, weights=windows.n_scored, minlength=len(seqs)).astype(np.int64)
+    return nll, n_tokens
+
+
+def score_texts(model, tokenizer, texts: list[str], cfg: ScoringConfig, progress: bool = True):
+    """(nll float64 (N,), n_tokens int64 (N,)) of each text, with the model where and as it is loaded."""
+    seqs = tokenise(tokenizer, texts, cfg.prefix_token)
+    window, stride = resolve_window(cfg.window, cfg.stride, context_length(model.config, tokenizer))
+    with tqdm(total=sum(len(s) - 1 for s in seqs), unit="tok", unit_scale=True, desc="scoring",
+              disable=not progress) as bar:
+        return score_sequences(model, seqs, window, stride, cfg.batch_tokens, bar, cfg.compile)

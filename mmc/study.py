@@ -1,0 +1,147 @@
+"""The analysis of one loss matrix: search, frontiers, fits, uncertainty, figures (no I/O here)."""
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mmc import plots
+from mmc.config import FitConfig, SearchConfig
+from mmc.errors import MMCError
+from mmc.fit import PowerLawFit, compare_floor, fit_power_law, fit_table
+from mmc.losses import LossMatrix
+from mmc.search import run_search, select_families
+from mmc.search.result import SearchResult
+from mmc.tables import single_model_table
+from mmc.uncertainty import bootstrap_fits, extrapolation_check, floor_reduction, heldout_optimism
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Study:
+    lm: LossMatrix  # the analysed pool (after search.families)
+    unit: str
+    ensemble: SearchResult
+    single: SearchResult
+    fits: dict[str, PowerLawFit]
+    fit_table: list[dict]
+    single_table: list[dict]
+    metrics: dict[str, float]
+    extras: dict = field(default_factory=dict)  # analysis.json: search stats, floor tests, uncertainty
+    figures: dict = field(default_factory=dict)  # name.png -> matplotlib Figure
+
+
+def single_models(weighted: np.ndarray, params: np.ndarray, models: np.ndarray) -> SearchResult:
+    """Every model alone: the single-model frontier."""
+    members = np.eye(len(models), dtype=bool)
+    return SearchResult.from_candidates("single", models, members, params, weighted.sum(axis=1))
+
+
+def try_fit(name: str, result: SearchResult, fit: FitConfig, skipped: dict) -> PowerLawFit | None:
+    """The curve's fit, or None with the reason kept in `skipped` (too few points, no decline, ...)."""
+    try:
+        return fit_power_law(result.frontier_params, result.frontier_loss, fit.residuals, fit.robust)
+    except MMCError as e:
+        log.warning("no %s fit: %s", name, e)
+        skipped[name] = str(e)
+        return None
+
+
+def group_searches(lm: LossMatrix, search: SearchConfig) -> dict[str, SearchResult]:
+    """Each family alone (homogeneous, named by the family) and each pair ('a+b'), searched alike."""
+    families = sorted(set(lm.families.tolist()))
+    groups = {f: [f] for f in families}
+    groups.update({f"{a}+{b}": [a, b] for a, b in itertools.combinations(families, 2)})
+    out = {}
+    for name, members in groups.items():
+        sub = select_families(lm, members)
+        weighted = sub.weighted_losses(search.unit, search.aggregate, search.ref_bytes_per_token)
+        out[name] = run_search(weighted, sub.params, sub.models, search)
+    return out
+
+
+def analyze(lm: LossMatrix, search: SearchConfig, fit: FitConfig) -> Study:
+    lm = select_families(lm, search.families)
+    weighted = lm.weighted_losses(search.unit, search.aggregate, search.ref_bytes_per_token)
+    ensemble = run_search(weighted, lm.params, lm.models, search)
+    single = single_models(weighted, lm.params, lm.models)
+    curves = {"single": single, "ensemble": ensemble}
+    if fit.groups and len(set(lm.families.tolist())) > 1:
+        curves.update(group_searches(lm, search))
+
+    skipped: dict[str, str] = {}
+    fits = {name: f for name, result in curves.items() if (f := try_fit(name, result, fit, skipped)) is not None}
+    metrics = {
+        "loss.best_single": float(single.frontier_loss.min()),
+        "loss.oracle_all": float(weighted.min(axis=0).sum()),
+        "search.n_explored": ensemble.n_explored,
+        "search.n_frontier": ensemble.n_frontier,
+        **{f"search.{k}": v for k, v in ensemble.stats.items() if isinstance(v, (int, float))},
+    }
+    for name, f in fits.items():
+        if "+" not in name:  # family pairs are many: they stay in fits.json and fit_table.csv
+            metrics.update({f"fit.{name}.alpha": f.alpha, f"fit.{name}.L_inf": f.L_inf, f"fit.{name}.A": f.A})
+    groups = {n: r for n, r in curves.items() if n not in ("single", "ensemble")}
+    extras = {"search_stats": ensemble.stats, "fit_skipped": skipped,
+              "group_search_stats": {n: r.stats for n, r in groups.items()}}
+    for name in ("single", "ensemble"):
+        if name in fits:
+            extras[f"floor_test.{name}"] = _or_reason(compare_floor, curves[name].frontier_params,
+                                                      curves[name].frontier_loss, fit.residuals, fit.robust)
+    table = fit_table(fits) if "single" in fits else []
+    extras.update(uncertainty(lm, weighted, ensemble, search, fit, metrics, fits))
+
+    unit_label = search.unit.replace("_", " ")
+    figures = {
+        "frontier.png": plots.plot_frontier(ensemble, lm.params, single.explored_loss, lm.families,
+                                            {n: fits[n] for n in ("single", "ensemble") if n in fits}, unit_label),
+        "oracle_choice_by_domain.png": plots.plot_oracle_choice(weighted, lm.models, lm.domains, lm.params),
+    }
+    if groups:
+        frontiers = {n: (r.frontier_params, r.frontier_loss) for n, r in groups.items()}
+        frontiers["all"] = (ensemble.frontier_params, ensemble.frontier_loss)
+        group_fits = {("all" if n == "ensemble" else n): f for n, f in fits.items() if n != "single"}
+        figures["homo_vs_hetero.png"] = plots.plot_groups(frontiers, group_fits, unit_label)
+    return Study(lm, search.unit, ensemble, single, fits, table, single_model_table(lm, search.unit),
+                 metrics, extras, figures)
+
+
+def uncertainty(lm, weighted, ensemble, search, fit, metrics, fits) -> dict:
+    """Bootstrap intervals, held-out optimism and the extrapolation check, each where it applies."""
+    out, weights = {}, lm.text_weights(search.aggregate)
+    if fit.bootstrap and {"single", "ensemble"} <= set(fits):
+        candidates = np.vstack([ensemble.frontier_members, np.eye(lm.n_models, dtype=bool)])
+        boots = bootstrap_fits(weighted, lm.params, candidates, fit.bootstrap, fit.seed, weights,
+                               residuals=fit.residuals, robust=fit.robust)
+        out["bootstrap"] = {name: b.to_dict() for name, b in boots.items()}
+        out["bootstrap"]["floor_reduction"] = floor_reduction(boots)
+        for name, b in boots.items():
+            for constant in ("alpha", "L_inf"):
+                lo, hi = b.interval(constant)
+                metrics[f"fit.{name}.{constant}_boot_lo"], metrics[f"fit.{name}.{constant}_boot_hi"] = lo, hi
+    if fit.heldout and lm.n_texts >= 4:
+        def search_half(weighted_half):
+            return run_search(weighted_half, lm.params, lm.models, search).frontier_members
+
+        out["heldout"] = _or_reason(heldout_optimism, weighted, lm.params, search_half, fit.seed, weights,
+                                    residuals=fit.residuals, robust=fit.robust)
+        if "optimism_mean" in out["heldout"]:
+            metrics["heldout.optimism_mean"] = out["heldout"]["optimism_mean"]
+    if fit.extrapolation and "ensemble" in fits:
+        out["extrapolation"] = _or_reason(extrapolation_check, ensemble.frontier_params, ensemble.frontier_loss,
+                                          fit.extrapolation_decades, fit.residuals, fit.robust)
+        if "mean_abs_rel_error" in out["extrapolation"]:
+            metrics["extrapolation.mean_abs_rel_error"] = out["extrapolation"]["mean_abs_rel_error"]
+    return out
+
+
+def _or_reason(fn, *args, **kwargs) -> dict:
+    """fn's result, or {'skipped': reason} when its input cannot support it (too few points, ...)."""
+    try:
+        return fn(*args, **kwargs)
+    except MMCError as e:
+        log.warning("%s skipped: %s", fn.__name__, e)
+        return {"skipped": str(e)}

@@ -1,0 +1,111 @@
+"""Hydra callback for multirun sweeps: one MLflow parent run, created before any job starts.
+
+Jobs (in this process or in launcher workers, local or on SLURM) find the parent's id in a file in
+the sweep directory and open their runs as its children. At the end, the parent gets a comparison
+table of its children and a figure overlaying their frontiers, and records which children failed.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from hydra.experimental.callback import Callback
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from mmc import tracking
+
+log = logging.getLogger(__name__)
+PARENT_FILE = "mlflow_parent_run_id"
+COMPARED_METRICS = ("fit.single.alpha", "fit.single.L_inf", "fit.ensemble.alpha", "fit.ensemble.L_inf",
+                    "loss.best_single", "loss.oracle_all", "time.total_s")
+
+
+def parent_run_id(sweep_dir: str | Path) -> str | None:
+    path = Path(sweep_dir) / PARENT_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
+class MlflowSweepCallback(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        tracking.connect(config.tracking.uri)
+        experiment_id = tracking.ensure_experiment(config.tracking.experiment_name or config.name)
+        overrides = " ".join(config.hydra.overrides.task)
+        parent = MlflowClient().create_run(
+            experiment_id, run_name=f"sweep {config.name}",
+            tags={"sweep": "true", "experiment": config.name, "hydra.overrides": overrides},
+        )
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_FILE).write_text(parent.info.run_id)
+        self._started = time.time()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        run_id = parent_run_id(config.hydra.sweep.dir)
+        client = MlflowClient()
+        parent = client.get_run(run_id)
+        children = client.search_runs([parent.info.experiment_id],
+                                      filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'")
+        table = comparison_table(children)
+        failed = table.loc[table.status != "FINISHED", "run_name"].tolist()
+        with mlflow.start_run(run_id=run_id):
+            tracking.log_text_artifact(table.to_csv(index=False), "sweep_comparison.csv")
+            mlflow.log_metric("sweep.n_jobs", len(table))
+            mlflow.log_metric("sweep.n_failed", len(failed))
+            mlflow.set_tag("failed_children", ",".join(failed) or "none")
+            figure = overlay_frontiers(client, children)
+            if figure is not None:
+                tracking.log_figure(figure, "sweep_frontiers.png")
+        if failed:
+            print(f"error: {len(failed)} of {len(table)} sweep jobs failed ({', '.join(failed)}); "
+                  f"see their FAILED runs under parent run {run_id}", file=sys.stderr)
+            sys.exit(1)
+
+
+def comparison_table(children) -> pd.DataFrame:
+    """One row per child run: overrides, status, the compared metrics."""
+    rows = []
+    for run in sorted(children, key=lambda r: r.info.start_time):
+        row = {"run_name": run.info.run_name, "run_id": run.info.run_id, "status": run.info.status,
+               "overrides": run.data.tags.get("hydra.overrides", "")}
+        row.update({m: run.data.metrics.get(m) for m in COMPARED_METRICS})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["run_name", "run_id", "status", "overrides", *COMPARED_METRICS])
+
+
+def overlay_frontiers(client: MlflowClient, children):
+    """Every finished child's ensemble frontier on one log-x plot (None when no child has one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plotted = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in children:
+            if run.info.status != "FINISHED":
+                continue
+            try:
+                path = client.download_artifacts(run.info.run_id, "frontier.csv", tmp)
+            except mlflow.exceptions.MlflowException:
+                continue  # a stage=score job logs no frontier
+            front = pd.read_csv(path)
+            label = run.data.tags.get("hydra.overrides") or run.info.run_name
+            ax.step(front["params"], front["loss"], where="post", marker="o", ms=3, label=label)
+            plotted += 1
+    if not plotted:
+        plt.close(fig)
+        return None
+    ax.set_xscale("log")
+    ax.set_xlabel("total parameters P(S)")
+    ax.set_ylabel(f"oracle loss ({children[0].data.params.get('search.unit', 'loss')})")
+    ax.set_title("Ensemble frontiers of the sweep's jobs")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,130 @@
+"""End to end through `python launch.py`: config composition, the MLflow contract, sweeps, reruns, bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+from mmc.config import register_configs
+from mmc.paths import CONF_DIR, REPO_ROOT
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+CONTRACT_METRICS = ("loss.best_single", "loss.oracle_all", "fit.single.alpha", "fit.single.L_inf",
+                    "fit.ensemble.alpha", "fit.ensemble.L_inf")
+
+
+def launch(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run launch.py in a fresh process with its own MLflow store and cache under tmp_path."""
+    cmd = [sys.executable, str(REPO_ROOT / "launch.py"), f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+           f"cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"launch.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def runs(tmp_path: Path, name: str):
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name(name)
+    return client, client.search_runs([experiment.experiment_id])
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(experiment):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}"])
+    assert cfg.name
+
+
+def test_smoke_run_logs_the_contract(tmp_path):
+    launch(tmp_path, "experiment=smoke")
+    client, found = runs(tmp_path, "smoke")
+    (run,) = found
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["experiment"] == "smoke"
+    assert "git_commit" in run.data.tags and "version.torch" in run.data.tags
+    assert run.data.params["search.unit"] == "bits_per_byte"
+    for metric in CONTRACT_METRICS:
+        assert np.isfinite(run.data.metrics[metric]), metric
+    # the oracle of all models can only beat the best single model
+    assert run.data.metrics["loss.oracle_all"] <= run.data.metrics["loss.best_single"] + 1e-12
+
+    out = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "art")))
+    with np.load(out / "loss_matrix.npz") as z:
+        m, n = z["nll"].shape
+        assert z["nll"].dtype == np.float64 and z["n_tokens"].dtype == np.int64 and z["params"].dtype == np.int64
+        assert z["models"].shape == z["families"].shape == z["params"].shape == (m,)
+        assert z["text_ids"].shape == z["n_bytes"].shape == z["n_chars"].shape == (n,)
+        assert z["n_tokens"].shape == (m, n) and (z["n_tokens"] > 0).all()
+        assert run.data.metrics["loss.best_single"] == pytest.approx(
+            (z["nll"] / z["n_bytes"] / np.log(2)).mean(axis=1).min())
+    for name in ("frontier.csv", "single_frontier.csv"):
+        table = pd.read_csv(out / name)
+        assert list(table.columns) == ["members", "k", "params", "loss"] and len(table) > 0
+        assert (np.diff(table["params"]) >= 0).all() and (np.diff(table["loss"]) < 0).all()
+    fits = json.loads((out / "fits.json").read_text())
+    for curve in ("single", "ensemble"):
+        for key in ("A", "alpha", "L_inf", "A_stderr", "alpha_stderr", "L_inf_stderr", "A_ci", "alpha_ci",
+                    "L_inf_ci", "n_points"):
+            assert key in fits[curve], (curve, key)
+        assert fits[curve]["alpha"] == pytest.approx(run.data.metrics[f"fit.{curve}.alpha"])
+    assert (out / "config.yaml").is_file()
+
+
+def test_rerun_reproduces_the_numbers(tmp_path):
+    launch(tmp_path, "experiment=smoke", "fit.bootstrap=0")
+    client, (first,) = runs(tmp_path, "smoke")
+    launch(tmp_path, f"rerun={first.info.run_id}")
+    _, found = runs(tmp_path, "smoke")
+    (second,) = [r for r in found if r.info.run_id != first.info.run_id]
+    assert second.data.tags["rerun_of"] == first.info.run_id
+    assert second.data.params == first.data.params | {"rerun": first.info.run_id}
+    for metric in CONTRACT_METRICS:
+        assert second.data.metrics[metric] == pytest.approx(first.data.metrics[metric], rel=1e-9)
+
+
+def test_two_job_sweep_gives_one_parent_and_two_children(tmp_path):
+    launch(tmp_path, "-m", "experiment=smoke", "fit.bootstrap=0", "search=pareto_prune,exhaustive")
+    client, found = runs(tmp_path, "smoke")
+    parents = [r for r in found if r.data.tags.get("sweep") == "true"]
+    children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2 and len(found) == 3
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert {c.data.params["search.strategy"] for c in children} == {"pareto_prune", "exhaustive"}
+    table = pd.read_csv(client.download_artifacts(parents[0].info.run_id, "sweep_comparison.csv", str(tmp_path)))
+    assert len(table) == 2 and (table.status == "FINISHED").all()
+    assert parents[0].data.tags["failed_children"] == "none"
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("pool=nonexistent", "pool"),
+    ("search.strategyy=greedy", "strategyy"),
+    ("search.max_k=abc", "max_k"),
+    ("stage=everything", "stage"),
+])
+def test_bad_config_fails_in_one_line(tmp_path, override, expected):
+    proc = launch(tmp_path, override, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0]
+
+
+def test_missing_model_path_fails_before_scoring(tmp_path):
+    proc = launch(tmp_path, "pool=local", "pool.models=[{name: m, path: /nonexistent/model, family: f}]",
+                  check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: model 'm': path /nonexistent/model")
+
+
+def test_unreachable_tracking_server_fails_in_one_line(tmp_path):
+    proc = launch(tmp_path, "experiment=smoke", "tracking.uri=http://127.0.0.1:9", check=False)
+    assert proc.returncode == 2
+    assert "unreachable" in proc.stderr.strip().splitlines()[-1]

@@ -1,0 +1,123 @@
+"""score_pool / cached_loss_matrix: the cache, resuming a killed run, parameter counts, lengths."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mmc.scoring.stage as stage
+from mmc.config import ScoringConfig
+from mmc.data import Corpus, text_id
+from mmc.errors import MMCError
+from mmc.pool import count_params, load_model
+from mmc.scoring import cached_loss_matrix, score_pool, score_texts
+from mmc.tiny_random import synthetic_texts
+
+
+def corpus(n=10, seed=0) -> Corpus:
+    texts = synthetic_texts(n, seed, min_words=1, max_words=40) + ["Ünïcödé — 🙂 ", " "]
+    return Corpus(ids=[text_id(t) for t in texts], texts=texts, domains=["a", "b"] * (len(texts) // 2))
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return ScoringConfig(device="cpu", cache_dir=str(tmp_path / "scores"), chunk_texts=4, batch_tokens=128)
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Names of the models score_pool loads."""
+    names = []
+
+    def counting_load(spec, **kwargs):
+        names.append(spec.name)
+        return load_model(spec, **kwargs)
+
+    monkeypatch.setattr(stage, "load_model", counting_load)
+    return names
+
+
+def test_matrix_matches_the_engine_and_counts(tiny_specs, cfg, loads):
+    specs = tiny_specs(["gpt2", "llama"])
+    c = corpus()
+    matrix = score_pool(specs, c, cfg)
+    for row, spec in enumerate(specs):
+        model, tokenizer = load_model(spec)
+        nll, n_tokens = score_texts(model, tokenizer, c.texts, cfg, progress=False)
+        np.testing.assert_allclose(matrix.nll[row], nll, rtol=1e-6)
+        np.testing.assert_array_equal(matrix.n_tokens[row], n_tokens)
+        assert matrix.params[row] == count_params(model)
+    np.testing.assert_array_equal(matrix.n_bytes, [len(t.encode("utf-8")) for t in c.texts])
+    np.testing.assert_array_equal(matrix.n_chars, [len(t) for t in c.texts])
+    assert matrix.text_ids.tolist() == c.ids and matrix.domains.tolist() == c.domains
+    assert matrix.models.tolist() == [s.name for s in specs] and matrix.families.tolist() == ["gpt2", "llama"]
+    non_embedding = score_pool(specs, c, cfg, param_count="non_embedding")
+    assert (non_embedding.params < matrix.params).all()
+
+
+def test_cache_hits_and_an_added_model(tiny_specs, cfg, loads):
+    gpt2, llama = tiny_specs(["gpt2", "llama"])
+    c = corpus()
+    first = score_pool([gpt2], c, cfg)
+    assert loads == [gpt2.name]
+    again = score_pool([gpt2, llama], c, cfg)  # only the new model is loaded
+    assert loads == [gpt2.name, llama.name]
+    np.testing.assert_array_equal(again.nll[0], first.nll[0])
+    score_pool([gpt2, llama], c, cfg)  # everything cached: nothing loaded
+    assert loads == [gpt2.name, llama.name]
+    more = corpus(12, seed=1)
+    score_pool([gpt2], more, cfg)  # new texts: loaded again, for those only
+    assert loads[-1] == gpt2.name
+    score_pool([gpt2], c, ScoringConfig(**{**cfg.__dict__, "force": True}))
+    assert loads.count(gpt2.name) == 3
+    score_pool([gpt2], c, ScoringConfig(**{**cfg.__dict__, "window": 16}))  # numbers change: a new entry
+    assert loads.count(gpt2.name) == 4
+
+
+def test_resume_after_a_crash_mid_model(tiny_specs, cfg, monkeypatch):
+    (spec,) = tiny_specs(["gpt_neox"])
+    c = corpus()
+    real = stage.score_sequences
+    scored = []
+
+    def crash_on_second_chunk(model, seqs, *args, **kwargs):
+        if scored:
+            raise KeyboardInterrupt  # the run is killed while scoring its second chunk
+        scored.append(len(seqs))
+        return real(model, seqs, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "score_sequences", crash_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        score_pool([spec], c, cfg)
+
+    def counting(model, seqs, *args, **kwargs):
+        scored.append(len(seqs))
+        return real(model, seqs, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "score_sequences", counting)
+    resumed = score_pool([spec], c, cfg)
+    assert scored[0] == cfg.chunk_texts and sum(scored[1:]) == len(c) - cfg.chunk_texts
+    fresh = score_pool([spec], c, ScoringConfig(**{**cfg.__dict__, "force": True}))
+    np.testing.assert_allclose(resumed.nll, fresh.nll, rtol=1e-6)
+    np.testing.assert_array_equal(resumed.n_tokens, fresh.n_tokens)
+
+
+def test_cached_loss_matrix_reads_only_the_cache(tiny_specs, cfg, loads):
+    gpt2, llama = tiny_specs(["gpt2", "llama"])
+    c = corpus()
+    scored = score_pool([gpt2], c, cfg)
+    cached = cached_loss_matrix([gpt2], c, cfg)
+    np.testing.assert_array_equal(cached.nll, scored.nll)
+    assert cached.params.tolist() == scored.params.tolist() and loads == [gpt2.name]
+    with pytest.raises(MMCError, match=f"python launch.py stage=score pool.only={llama.name}"):
+        cached_loss_matrix([gpt2, llama], c, cfg)
+    with pytest.raises(MMCError, match="0 of"):
+        cached_loss_matrix([gpt2], c, ScoringConfig(**{**cfg.__dict__, "stride": 3}))
+
+
+def test_pool_errors_before_any_work(tiny_specs, cfg, loads):
+    (spec,) = tiny_specs(["gpt2"])
+    with pytest.raises(MMCError, match="param_count"):
+        score_pool([spec], corpus(), cfg, param_count="embedding")
+    with pytest.raises(MMCError, match="duplicate"):
+        score_pool([spec, spec], corpus(), cfg)
+    assert loads == []
