@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from dataclasses import replace
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mmc import cli, report, tracking
+from mmc.checks import check_config
 from mmc.config import Config, Stage, register_configs
 from mmc.data import load_corpus
 from mmc.errors import MMCError
@@ -43,11 +45,13 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
                 raise MMCError(f"pool={config.pool.kind} holds precomputed losses, nothing to score; use stage=analyze")
             lm = matrix_pool(config.pool)
         else:
+            cache = cache_root(config.cache_dir)
             corpus = load_corpus(config.dataset)
-            specs = build_pool(config.pool, cache_root(config.cache_dir))
+            specs = build_pool(config.pool, cache)
             report.log_corpus(corpus)
+            scoring = replace(config.scoring, cache_dir=config.scoring.cache_dir or str(cache / "scores"))
             score = cached_loss_matrix if config.stage == Stage.analyze else score_pool
-            lm = score(specs, corpus, config.scoring, config.pool.param_count)
+            lm = score(specs, corpus, scoring, config.pool.param_count)
         report.log_loss_matrix(lm)
         if config.stage != Stage.score:
             study = analyze(lm, config.search, config.fit)
@@ -82,6 +86,7 @@ def main(cfg: DictConfig) -> dict | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         config = rerun_config(cfg.rerun, cfg.tracking.uri) if cfg.rerun else OmegaConf.to_object(cfg)
+        check_config(config)
         parent_id = parent_run_id(HydraConfig.get().sweep.dir) if multirun else None
         return run(config, job_tags(config), parent_id)
     except MMCError as e:

@@ -6,8 +6,11 @@ import sys
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mmc.checks import check_config
+from mmc.errors import MMCError
 from mmc.paths import CONF_DIR
 
 HYDRA_FLAGS_WITH_VALUE = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd",
@@ -62,7 +65,12 @@ def preflight(argv: list[str]) -> None:
     register_configs()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            compose("config", overrides=first_of_sweeps(overrides))
+            cfg = compose("config", overrides=first_of_sweeps(overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         print(f"error: bad config: {one_line(e)} (`python launch.py --cfg job` prints every key)", file=sys.stderr)
+        sys.exit(2)
+    try:
+        check_config(OmegaConf.to_object(cfg))
+    except MMCError as e:
+        print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

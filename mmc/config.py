@@ -23,10 +23,10 @@ class DatasetConfig:
     name: Optional[str] = None  # hf: dataset name
     config_name: Optional[str] = None  # hf: dataset config
     split: str = "eval"  # builtin: eval | train | all (train: what the zoo trains on); hf: the split name
-    max_texts: Optional[int] = 240  # drawn evenly across domains; null: all
+    max_texts: Optional[int] = 150  # drawn evenly across domains; null: all
     seed: int = 0
     min_chars: int = 200  # shorter texts are dropped
-    max_chars: Optional[int] = 2000  # longer texts are dropped (builtin: the longest document assembled)
+    max_chars: Optional[int] = 1000  # longer texts are dropped (builtin: the longest document assembled)
     dedupe: bool = True
 
 
@@ -62,6 +62,7 @@ class ZooSizeConfig:
     layers: int = 2
     heads: int = 4
     intermediate: Optional[int] = None  # MLP width; null: 4 * hidden
+    lr: float = 3e-3  # peak learning rate (warm-up, then cosine decay): wider models need lower ones
 
 
 @dataclass
@@ -74,7 +75,6 @@ class ZooFamilyConfig:
     vocab_size: int = 2048  # ignored by byte
     kv_heads: Optional[int] = None  # grouped-query attention (llama, qwen2, ...); null: as many as heads
     mixture: dict[str, float] = field(default_factory=lambda: {"prose": 1.0, "code": 1.0, "docstrings": 1.0})
-    lr: float = 1e-2  # peak; warm-up then cosine decay
     sizes: list[ZooSizeConfig] = field(default_factory=list)
 
 

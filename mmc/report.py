@@ -39,8 +39,8 @@ def log_loss_matrix(lm: LossMatrix) -> None:
         path = Path(tmp) / "loss_matrix.npz"
         lm.save(path)
         mlflow.log_artifact(str(path))
-    mlflow.log_params({"pool.n_models": lm.n_models, "pool.n_texts": lm.n_texts,
-                       "pool.families": ",".join(sorted(set(lm.families.tolist())))[:6000]})
+    mlflow.log_params({"matrix.n_models": lm.n_models, "matrix.n_texts": lm.n_texts,
+                       "matrix.families": ",".join(sorted(set(lm.families.tolist())))[:6000]})
 
 
 def frontier_rows(result: SearchResult) -> pd.DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,15 @@ CONTRACT_METRICS = ("loss.best_single", "loss.oracle_all", "fit.single.alpha", "
                     "fit.ensemble.alpha", "fit.ensemble.L_inf")
 
 
+SHARED_CACHE = Path(tempfile.mkdtemp(prefix="mmc-launch-cache-"))  # the micro zoo trains once per test process
+
+
 def launch(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run launch.py in a fresh process with its own MLflow store and cache under tmp_path."""
-    cmd = [sys.executable, str(REPO_ROOT / "launch.py"), f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-           f"cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep", *args]
+    """Run launch.py in a fresh process with its own MLflow store under tmp_path (zoo and scores shared)."""
+    flags = [a for a in args if a.startswith("-")]  # Hydra takes -m before the overrides
+    cmd = [sys.executable, str(REPO_ROOT / "launch.py"), *flags, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+           f"cache_dir={SHARED_CACHE}", f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep",
+           *(a for a in args if not a.startswith("-"))]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"launch.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

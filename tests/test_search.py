@@ -148,7 +148,7 @@ def test_single_model_pool(strategy):
 def test_identical_models_add_nothing():
     weighted, params, models = random_pool(11, 5, 20)
     weighted = np.vstack([weighted, weighted[2]])
-    params, models = np.r_[params, params[2] + 5], np.r_[models, "clone"]
+    params, models = np.append(params, params[2] + 5), np.append(models, "clone")
     for strategy in ["exhaustive", "pareto_prune", "greedy", "milp"]:
         result = search(strategy, weighted, params, models)
         assert not any("clone" in name for name in result.frontier_names())
@@ -167,7 +167,7 @@ def test_random_is_seeded_and_distinct():
     (lambda w, p, m: (np.where(np.arange(w.size).reshape(w.shape) == 3, np.nan, w), p, m), "non-finite"),
     (lambda w, p, m: (w, np.r_[0, p[1:]], m), "parameter count"),
     (lambda w, p, m: (w, p[:-1], m), "params"),
-    (lambda w, p, m: (w, p, np.r_[m[:-1], m[0]]), "duplicate"),
+    (lambda w, p, m: (w, p, np.append(m[:-1], m[0])), "duplicate"),
     (lambda w, p, m: (w[:, :0], p, m), "texts"),
 ])
 def test_bad_inputs_raise(change, message):

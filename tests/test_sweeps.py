@@ -1,6 +1,7 @@
 """Sweeps on Hydra launcher plugins: parallel jobs into one SQLite store, parents, failures."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from test_launch import launch, runs
@@ -52,3 +53,30 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert statuses == ["FAILED", "FINISHED"]
     failed = next(c for c in children if c.info.status == "FAILED")
     assert parents[0].data.tags["failed_children"] == failed.info.run_name
+
+
+def loss_matrix_of(client, run, tmp_path):
+    with np.load(client.download_artifacts(run.info.run_id, "loss_matrix.npz", str(tmp_path / run.info.run_id))) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_per_model_scoring_jobs_then_analyze_equal_one_full_run(tmp_path):
+    smoke = ["experiment=smoke", "fit.bootstrap=0", f"scoring.cache_dir={tmp_path}/scores"]
+    missing = launch(tmp_path, *smoke, "stage=analyze", check=False)
+    assert missing.returncode == 2
+    assert "python launch.py stage=score pool.only=" in missing.stderr.strip().splitlines()[-1]
+
+    launch(tmp_path, "-m", *smoke, "stage=score", "pool.only=gpt-*,llama-*")
+    launch(tmp_path, *smoke, "stage=analyze")
+    launch(tmp_path, "experiment=smoke", "fit.bootstrap=0", f"scoring.cache_dir={tmp_path}/fresh_scores")
+    client, found = runs(tmp_path, "smoke")
+    score_jobs = [r for r in found if r.data.params.get("stage") == "score"]
+    (analyzed,) = [r for r in found if r.data.params.get("stage") == "analyze" and r.info.status == "FINISHED"]
+    (full,) = [r for r in found if r.data.params.get("stage") == "all"]
+    assert len(score_jobs) == 2 and all(r.info.status == "FINISHED" for r in score_jobs)
+    assert sorted(r.data.params["matrix.n_models"] for r in score_jobs) == ["2", "2"]
+    a, b = loss_matrix_of(client, analyzed, tmp_path), loss_matrix_of(client, full, tmp_path)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert analyzed.data.metrics["fit.ensemble.L_inf"] == full.data.metrics["fit.ensemble.L_inf"]

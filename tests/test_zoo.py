@@ -42,6 +42,15 @@ def micro(tmp_path_factory):
     return cfg, cache, build_zoo(cfg, cache)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: one torch thread is ~10x faster than two on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def naive_nll(spec: ModelSpec, texts: list[str]) -> float:
     """Total NLL in nats of texts, one text at a time: [BOS] + tokens, every token scored once, in disjoint
     windows of the model's context."""
@@ -72,7 +81,7 @@ def test_micro_zoo_builds_and_loads_through_the_pool_loader(micro):
     assert len(load_model(specs[2])[1]) < len(load_model(specs[0])[1])  # bytes vs BPE
 
 
-def test_larger_models_reach_lower_eval_loss(micro):
+def test_larger_models_reach_lower_eval_loss(micro, one_thread):
     texts = load_builtin("eval", 200, 400)[0][::40][:12]  # a few held-out texts of every domain
     _, _, specs = micro
     nll = {s.name: naive_nll(s, texts) for s in specs}
@@ -153,3 +162,24 @@ def test_default_zoo_families_differ_and_span_ten_times_in_params():
                   for s in f.sizes]
         assert len(params) >= 3 and params == sorted(params), f.name
         assert params[-1] >= 10 * params[0], (f.name, params)
+
+
+def test_single_model_table_against_loops():
+    import numpy as np
+
+    from mmc.losses import LossMatrix
+    from mmc.tables import single_model_table
+
+    rng = np.random.default_rng(0)
+    nll, n_bytes = rng.uniform(100, 900, (3, 5)), rng.integers(100, 400, 5)
+    domains = ["code", "prose", "code", "prose", "prose"]
+    lm = LossMatrix(["b", "a", "c"], ["f2", "f1", "f1"], [30, 20, 10], list("vwxyz"), nll,
+                    np.ones((3, 5), int), n_bytes, n_bytes, domains)
+    rows = single_model_table(lm)
+    assert [r["name"] for r in rows] == ["c", "a", "b"]  # by family, then params
+    for r in rows:
+        i = ["b", "a", "c"].index(r["name"])
+        bpb = [nll[i, x] / n_bytes[x] / math.log(2) for x in range(5)]
+        assert r["loss"] == pytest.approx(sum(bpb) / 5)
+        assert r["loss_code"] == pytest.approx((bpb[0] + bpb[2]) / 2)
+        assert r["loss_prose"] == pytest.approx((bpb[1] + bpb[3] + bpb[4]) / 3)

@@ -22,7 +22,8 @@ def exhaustive_search(weighted: np.ndarray, params: np.ndarray, models: np.ndarr
                       ) -> SearchResult:
     m, n = weighted.shape
     max_k = min(max_k or m, m)
-    n_low = int(min(m, max(1, np.floor(np.log2(CHUNK_BYTES / (8 * n))))))
+    n_subsets = sum(math.comb(m, k) for k in range(1, max_k + 1))
+    n_low = int(min(m, max(1, np.floor(np.log2(CHUNK_BYTES / (8 * n)))), math.ceil(math.log2(n_subsets + 1))))
     low_min, low_params, low_size = subset_table(weighted[:n_low], params[:n_low])
     low_code = np.arange(len(low_min), dtype=np.int64)
 

@@ -10,9 +10,11 @@ COST_RESOLUTION * P below a frontier point of cost P are not told apart (HiGHS w
 point, with feasibility tolerances set to 1e-9 here).
 
 Exact compression: texts whose columns of C are identical are merged (their weights add up).
-Warm start: scipy's milp takes no starting solution, so greedy's best loss within B is passed to
-HiGHS as the objective bound (a cutoff that prunes every node that cannot beat greedy); when
-nothing beats greedy, HiGHS reports no solution and greedy's subset is the optimum.
+Warm start: scipy's milp takes no starting solution, so the best loss within B among the greedy
+and pareto_prune frontiers is passed to HiGHS as the objective bound (a cutoff that prunes every
+node that cannot beat it); when nothing beats it, HiGHS reports no solution and the heuristic's
+subset is the optimum. Models that serve no text are dropped from each MIP solution, so the
+next budget starts below the cheapest subset of that loss.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from scipy.sparse import csr_array, hstack, identity, kron, vstack
 from tqdm import tqdm
 
 from mmc.search.greedy import greedy_search
+from mmc.search.pareto_prune import pareto_prune_search
 from mmc.search.result import SearchResult
 
 OBJECTIVE_SCALE = 1000.0  # best single model's loss in solver units: HiGHS's absolute gap (1e-6) is negligible
@@ -50,26 +53,29 @@ def milp_search(weighted: np.ndarray, params: np.ndarray, models: np.ndarray, ma
     matrix = vstack(rows).tocsr()
     lower = np.r_[np.ones(n), np.full(m * n + len(rows) - 2, -np.inf)]
     integrality = np.r_[np.ones(m), np.zeros(m * n)]
-    greedy = greedy_search(weighted, params, models, max_k)
+    known = [greedy_search(weighted, params, models, max_k), pareto_prune_search(weighted, params, models, max_k)]
+    known_members = np.concatenate([r.frontier_members for r in known])  # incumbents: heuristic frontiers
+    known_params = np.concatenate([r.frontier_params for r in known])
+    known_loss = np.concatenate([r.frontier_loss for r in known])
 
     members, costs, losses, gaps, solve_s = [], [], [], [], []
     budget, shrink = total, 0.0  # exact integer budget; the solver's is `shrink` below it
     progress = tqdm(desc="milp budgets", leave=False)
     while budget >= params.min():
-        within = np.flatnonzero(greedy.frontier_params <= budget)
-        incumbent = within[np.argmin(greedy.frontier_loss[within])]
+        within = np.flatnonzero(known_params <= budget)
+        incumbent = within[np.argmin(known_loss[within])]
         upper = np.r_[np.ones(n), np.zeros(m * n), (budget - shrink) / total, [max_k] * (len(rows) - 3)]
         options = {"time_limit": time_limit, "mip_rel_gap": mip_rel_gap, **TOLERANCES,
-                   "objective_bound": greedy.frontier_loss[incumbent] * scale * (1 + 1e-9)}
+                   "objective_bound": known_loss[incumbent] * scale * (1 + 1e-9)}
         start = time.perf_counter()
         with warnings.catch_warnings():  # scipy warns that it passes the HiGHS options verbatim
             warnings.simplefilter("ignore", RuntimeWarning)
             res = milp(objective, integrality=integrality, constraints=LinearConstraint(matrix, lower, upper),
                        bounds=Bounds(0, np.r_[params <= budget, np.ones(m * n)]), options=options)
         solve_s.append(time.perf_counter() - start)
-        chosen = greedy.frontier_members[incumbent]
+        chosen = known_members[incumbent]
         if res.x is not None:
-            mip_chosen = res.x[:m] > 0.5
+            mip_chosen = serving(weighted, res.x[:m] > 0.5)
             if params[mip_chosen].sum() > budget:  # within the solver's tolerance only: tighten, solve again
                 shrink = max(1.0, 10 * shrink)
                 continue
@@ -89,3 +95,11 @@ def milp_search(weighted: np.ndarray, params: np.ndarray, models: np.ndarray, ma
         stats={"mip_gaps": gaps, "max_mip_gap": max(gaps), "n_solves": len(solve_s), "solve_s": solve_s,
                "n_texts_compressed": n, "proven_optimal": max(gaps) <= max(mip_rel_gap, 1e-6)},
     )
+
+
+def serving(weighted: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """The chosen models that are best on some text: the others only add cost (the solver may keep them)."""
+    index = np.flatnonzero(chosen)
+    out = np.zeros_like(chosen)
+    out[index[np.unique(weighted[index].argmin(axis=0))]] = True
+    return out

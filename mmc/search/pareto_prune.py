@@ -31,8 +31,9 @@ def pareto_prune_search(weighted: np.ndarray, params: np.ndarray, models: np.nda
         parent_id, added = np.nonzero(~members[parents])
         child = members[parents[parent_id]].copy()
         child[np.arange(len(child)), added] = True
-        child, first = np.unique(child, axis=0, return_index=True)  # one subset, many parents
-        parent_id, added = parent_id[first], added[first]
+        packed = np.packbits(child, axis=1)
+        _, first = np.unique(packed.view(f"V{packed.shape[1]}").ravel(), return_index=True)  # one subset, many parents
+        child, parent_id, added = child[first], parent_id[first], added[first]
         child_cost = cost[parents[parent_id]] + params[added]
         child_loss = child_loss[parent_id, added]
         explored_params.append(child_cost)

@@ -67,13 +67,13 @@ def train_model(family: ZooFamilyConfig, size: ZooSizeConfig, cfg: ZooConfig, st
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         torch.manual_seed(cfg.seed)
         model = AutoModelForCausalLM.from_config(model_config(family, size, cfg.context, tokenizer))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=family.lr, betas=(0.9, 0.95), weight_decay=0.1)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=size.lr, betas=(0.9, 0.95), weight_decay=0.1)
         model.train()
         start, recent = time.time(), []
         steps = trange(cfg.steps, desc=f"{family.name}-{size.name}", leave=False, disable=not show_progress)
         for step, batch in zip(steps, batches(streams, family.mixture, cfg)):
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, cfg.steps, family.lr)
+                group["lr"] = lr_at(step, cfg.steps, size.lr)
             logits = model(input_ids=batch[:, :-1]).logits
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
             optimizer.zero_grad(set_to_none=True)
