@@ -55,6 +55,7 @@ def frontier_rows(result: SearchResult) -> pd.DataFrame:
 
 def log_study(study) -> None:
     """Artifacts, tables, metrics and figures of an analysed loss matrix (a mmc.study.Study)."""
+    mlflow.log_param("analysis.families", ",".join(sorted(set(study.lm.families.tolist())))[:6000])
     log_table(frontier_rows(study.ensemble), "frontier.csv")
     log_table(frontier_rows(study.single), "single_frontier.csv")
     tracking.log_json({name: fit.to_dict() for name, fit in study.fits.items()}, "fits.json")

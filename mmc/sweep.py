@@ -55,6 +55,12 @@ class MlflowSweepCallback(Callback):
         failed = table.loc[table.status != "FINISHED", "run_name"].tolist()
         with mlflow.start_run(run_id=run_id):
             tracking.log_text_artifact(table.to_csv(index=False), "sweep_comparison.csv")
+            summary = pool_summary(table)
+            if summary["pool"].nunique() == 2:  # a homogeneous-vs-heterogeneous sweep
+                tracking.log_text_artifact(summary.to_csv(index=False), "homo_vs_hetero.csv")
+                for row in summary.itertuples():
+                    mlflow.log_metric(f"sweep.{row.pool}.best_L_inf", row.best_L_inf)
+                    mlflow.log_metric(f"sweep.{row.pool}.best_oracle_loss", row.best_oracle_loss)
             mlflow.log_metric("sweep.n_jobs", len(table))
             mlflow.log_metric("sweep.n_failed", len(failed))
             mlflow.set_tag("failed_children", ",".join(failed) or "none")
@@ -71,11 +77,23 @@ def comparison_table(children) -> pd.DataFrame:
     """One row per child run: overrides, status, the compared metrics."""
     rows = []
     for run in sorted(children, key=lambda r: r.info.start_time):
+        families = run.data.params.get("analysis.families", "")
         row = {"run_name": run.info.run_name, "run_id": run.info.run_id, "status": run.info.status,
-               "overrides": run.data.tags.get("hydra.overrides", "")}
+               "overrides": run.data.tags.get("hydra.overrides", ""), "families": families,
+               "pool": "heterogeneous" if "," in families else "homogeneous" if families else ""}
         row.update({m: run.data.metrics.get(m) for m in COMPARED_METRICS})
         rows.append(row)
-    return pd.DataFrame(rows, columns=["run_name", "run_id", "status", "overrides", *COMPARED_METRICS])
+    return pd.DataFrame(rows, columns=["run_name", "run_id", "status", "overrides", "families", "pool",
+                                       *COMPARED_METRICS])
+
+
+def pool_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Homogeneous vs heterogeneous jobs: how many, and the best and mean ensemble floor and exponent."""
+    done = table[(table.status == "FINISHED") & (table["pool"] != "")]
+    return done.groupby("pool").agg(
+        jobs=("run_id", "size"), best_L_inf=("fit.ensemble.L_inf", "min"), mean_L_inf=("fit.ensemble.L_inf", "mean"),
+        mean_alpha=("fit.ensemble.alpha", "mean"), best_oracle_loss=("loss.oracle_all", "min"),
+    ).reset_index()
 
 
 def overlay_frontiers(client: MlflowClient, children):

@@ -35,6 +35,7 @@ def resolve_uri(uri: str | None) -> str:
 def connect(uri: str | None) -> str:
     """Point mlflow at the store; fail in one line, before any work, if a server does not answer."""
     uri = resolve_uri(uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file floods sweep logs
     if uri.startswith(("http://", "https://")):
         try:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).read()
@@ -56,7 +57,7 @@ def ensure_experiment(name: str) -> str:
         return exp.experiment_id
     uri, artifacts = mlflow.get_tracking_uri(), None
     if uri.startswith("sqlite:///"):  # artifacts beside the database, as absolute paths
-        artifacts = (Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts").as_uri()
+        artifacts = (Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts" / name).as_uri()
     try:
         return client.create_experiment(name, artifact_location=artifacts)
     except mlflow.exceptions.MlflowException:  # created by a concurrent job in the meantime

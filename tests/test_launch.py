@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +136,29 @@ def test_unreachable_tracking_server_fails_in_one_line(tmp_path):
     proc = launch(tmp_path, "experiment=smoke", "tracking.uri=http://127.0.0.1:9", check=False)
     assert proc.returncode == 2
     assert "unreachable" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_an_interrupted_run_is_failed_and_keeps_its_scores(tmp_path):
+    """SIGTERM mid-scoring (as SLURM pre-emption sends) marks the run FAILED; the relaunch reuses the cache."""
+    db = tmp_path / "mlflow.db"
+    scores = tmp_path / "scores"
+    args = ["experiment=smoke", "fit.bootstrap=0", "dataset.max_texts=150", "scoring.chunk_texts=10",
+            f"scoring.cache_dir={scores}"]
+    launch(tmp_path, *args, "stage=score", "pool.only=gpt-s")  # the zoo is built and one model is cached
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "launch.py"), f"tracking.uri=sqlite:///{db}", f"cache_dir={SHARED_CACHE}",
+         f"hydra.run.dir={tmp_path}/run2", *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while len(list(scores.rglob("*.npz"))) <= 15 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # wait until the second model has written some chunks
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    _, found = runs(tmp_path, "smoke")
+    interrupted = max(found, key=lambda r: r.info.start_time)
+    assert interrupted.info.status == "FAILED"
+    kept = len(list(scores.rglob("*.npz")))
+    assert kept > 15
+    launch(tmp_path, *args)
+    _, found = runs(tmp_path, "smoke")
+    assert max(found, key=lambda r: r.info.start_time).info.status == "FINISHED"
