@@ -1,11 +1,14 @@
 """Search speed on the synthetic pool, each strategy against a straightforward Python-loop baseline.
 
-    python bench/search.py            # the goal sizes (milp at --milp-models x --milp-texts)
+    python bench/search.py            # the goal sizes (the exact frontier at --exact-models x --exact-texts)
     python bench/search.py --quick    # small sizes, seconds
 
-Baselines: pareto_prune as a per-(subset, model) loop with frozensets; exhaustive (and milp) as an
-itertools loop over subsets, one numpy min per subset, timed on its first --baseline-subsets
-subsets and extrapolated linearly (its cost per subset is constant).
+Baselines: pareto_prune as a per-(subset, model) loop with frozensets; exhaustive as an itertools
+loop over subsets, one numpy min per subset, timed on its first --baseline-subsets subsets and
+extrapolated linearly (its cost per subset is constant); the exact frontier (`exact`, branch and
+bound) against a straightforward budgeted p-median MIP (scipy/HiGHS), solved at --mip-points
+budgets and extrapolated to one solve per frontier point (a lower bound), its optima checked
+against our frontier; and the library's full `milp` sweep against `exact` at --mip-sweep.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import itertools
 import time
 
 import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import csr_array, hstack, identity, kron, vstack
 
 from mmc.config import SearchConfig
 from mmc.frontier import pareto_front
@@ -54,6 +59,26 @@ def loop_exhaustive_s_per_subset(weighted, n_subsets):
     return (time.perf_counter() - start) / count
 
 
+def mip_best_within(weighted, params, budget):
+    """min sum C[i, n] x[n, i]  s.t.  sum_i x[n, i] = 1, x[n, i] <= y[i], params . y <= budget, y binary:
+    a straightforward budgeted p-median MIP, one solve per budget. Returns (loss, seconds)."""
+    m, n = weighted.shape
+    scale = 1000.0 / weighted.sum(axis=1).min()
+    assign = hstack([csr_array((n, m)), kron(np.ones((1, m)), identity(n))])
+    link = hstack([-kron(identity(m), np.ones((n, 1))), identity(m * n)])
+    cap = csr_array(np.r_[params / budget, np.zeros(m * n)][None, :])  # share of the budget
+    rows = vstack([assign, link, cap]).tocsr()
+    start = time.perf_counter()
+    res = milp(np.r_[np.zeros(m), (weighted * scale).ravel()], integrality=np.r_[np.ones(m), np.zeros(m * n)],
+               constraints=LinearConstraint(rows, np.r_[np.ones(n), np.full(m * n + 1, -np.inf)],
+                                            np.r_[np.ones(n), np.zeros(m * n), 1.0]),
+               bounds=Bounds(0, np.r_[params <= budget, np.ones(m * n)]),
+               options={"mip_rel_gap": 0.0, "primal_feasibility_tolerance": 1e-9, "mip_feasibility_tolerance": 1e-9})
+    chosen = res.x[:m] > 0.5
+    assert params[chosen].sum() <= budget
+    return weighted[chosen].min(axis=0).sum(), time.perf_counter() - start
+
+
 def timed(strategy, lm, **kw):
     cfg = SearchConfig(strategy=strategy, exact_check=False, **kw)
     start = time.perf_counter()
@@ -64,12 +89,17 @@ def timed(strategy, lm, **kw):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--milp-models", type=int, default=30)
-    ap.add_argument("--milp-texts", type=int, default=1000)
+    ap.add_argument("--exact-models", type=int, default=30)
+    ap.add_argument("--exact-texts", type=int, default=1000)
     ap.add_argument("--baseline-subsets", type=int, default=20000)
+    ap.add_argument("--mip-points", type=int, default=3, help="budgets solved by the straightforward MIP")
+    ap.add_argument("--scale", type=int, nargs="*", default=None, help="exact: more pool sizes (models)")
+    ap.add_argument("--mip-sweep", type=int, nargs=2, default=(16, 300), help="models texts: the full milp sweep")
     args = ap.parse_args()
-    prune_size, exh_size, milp_size = ((71, 2000), (16, 500), (12, 200)) if args.quick else \
-        ((71, 10000), (20, 2000), (args.milp_models, args.milp_texts))
+    prune_size, exh_size, exact_size = ((71, 2000), (16, 500), (12, 200)) if args.quick else \
+        ((71, 10000), (20, 2000), (args.exact_models, args.exact_texts))
+    if args.scale is None:
+        args.scale = [] if args.quick else [40, 50, 60]
 
     lm = synthetic_loss_matrix(*prune_size)
     result, ours = timed("pareto_prune", lm)
@@ -86,14 +116,30 @@ def main():
     print(f"exhaustive {exh_size[0]}x{exh_size[1]}: {ours:.2f} s (loop, extrapolated: {base:.1f} s, "
           f"x{base / ours:.0f}); {result.n_frontier} frontier points of {result.n_explored} subsets")
 
-    lm = synthetic_loss_matrix(*milp_size)
-    result, ours = timed("milp", lm, time_limit=120)
-    base = loop_exhaustive_s_per_subset(lm.weighted_losses(), args.baseline_subsets) * (2**milp_size[0] - 1)
-    print(f"milp {milp_size[0]}x{milp_size[1]}: {ours:.1f} s (loop exhaustive, extrapolated: {base:.3g} s, "
-          f"x{base / ours:.3g}); {result.n_frontier} frontier points, {result.stats['n_solves']} solves, "
-          f"mean {np.mean(result.stats['solve_s']):.2f} s, max gap {result.stats['max_mip_gap']:.1e}")
+    lm = synthetic_loss_matrix(*exact_size)
+    weighted = lm.weighted_losses()
+    result, ours = timed("exact", lm, time_limit=600)
+    at = np.linspace(0, result.n_frontier - 1, args.mip_points + 2).round().astype(int)[1:-1]
+    solves = [mip_best_within(weighted, lm.params, result.frontier_params[j]) for j in at]
+    np.testing.assert_allclose([loss for loss, _ in solves], result.frontier_loss[at], rtol=1e-7)
+    per_solve = np.mean([s for _, s in solves])
+    print(f"exact {exact_size[0]}x{exact_size[1]}: {ours:.2f} s (straightforward MIP, {len(at)} solves of {per_solve:.2f} s "
+          f"extrapolated to {result.n_frontier} points: {per_solve * result.n_frontier:.0f} s, "
+          f"x{per_solve * result.n_frontier / ours:.0f}); {result.n_frontier} frontier points, "
+          f"{result.stats['n_nodes']} nodes, max gap {result.stats['max_mip_gap']:.1e}; MIP optima agree")
     for strategy in ("pareto_prune", "greedy"):
-        print(f"  {strategy} vs the exact (milp) frontier: {compare_to_exact(timed(strategy, lm)[0], result)}")
+        print(f"  {strategy} vs the exact frontier: {compare_to_exact(timed(strategy, lm)[0], result)}")
+    for n_models in args.scale:
+        result, ours = timed("exact", synthetic_loss_matrix(n_models, exact_size[1]), time_limit=600)
+        print(f"exact {n_models}x{exact_size[1]}: {ours:.2f} s, {result.n_frontier} frontier points, "
+              f"{result.stats['n_nodes']} nodes, proven optimal: {result.stats['proven_optimal']}")
+    lm = synthetic_loss_matrix(*args.mip_sweep)
+    mip, mip_s = timed("milp", lm)
+    fast, fast_s = timed("exact", lm)
+    np.testing.assert_allclose(mip.frontier_loss, fast.frontier_loss, rtol=1e-9)
+    print(f"milp (MIP sweep) {args.mip_sweep[0]}x{args.mip_sweep[1]}: {mip_s:.1f} s, {mip.n_frontier} points, "
+          f"max MIP gap {mip.stats['max_mip_gap']:.1e}; exact on the same pool: {fast_s:.2f} s "
+          f"(x{mip_s / fast_s:.0f}), same frontier")
 
 
 if __name__ == "__main__":

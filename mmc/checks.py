@@ -10,11 +10,11 @@ from mmc.errors import MMCError
 from mmc.fit import RESIDUALS, ROBUST
 from mmc.losses import AGGREGATES, UNITS
 from mmc.pool import MATRIX_KINDS, SCORED_KINDS
+from mmc.scoring.engine import DTYPES
+from mmc.scoring.stage import PARAM_COUNTS
 from mmc.search import STRATEGIES
 
 DATASET_KINDS = ("builtin", "files", "hf")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-PARAM_COUNTS = ("total", "non_embedding")
 
 
 def check_config(config: Config) -> None:
@@ -22,7 +22,7 @@ def check_config(config: Config) -> None:
         ("dataset.kind", config.dataset.kind, DATASET_KINDS),
         ("pool.kind", config.pool.kind, SCORED_KINDS + MATRIX_KINDS),
         ("pool.param_count", config.pool.param_count, PARAM_COUNTS),
-        ("scoring.dtype", config.scoring.dtype, DTYPES),
+        ("scoring.dtype", config.scoring.dtype, ("auto", *DTYPES)),
         ("search.strategy", config.search.strategy, STRATEGIES),
         ("search.unit", config.search.unit, UNITS),
         ("search.aggregate", config.search.aggregate, AGGREGATES),

@@ -96,12 +96,12 @@ class ZooConfig:
 class PoolConfig:
     kind: str = "zoo"  # zoo | local | tiny_random | matrix | synthetic
     models: list[LocalModelConfig] = field(default_factory=list)  # local
-    only: Optional[str] = None  # glob over model names: restrict this job to matching models
+    only: Optional[str] = None  # comma-separated globs over model names: this job takes the matching models
     param_count: str = "total"  # total | non_embedding
     path: Optional[str] = None  # matrix: a loss_matrix.npz
     n_models: int = 71  # synthetic
     n_texts: int = 2000  # synthetic
-    seed: int = 0  # synthetic, zoo
+    seed: int = 0  # synthetic (the zoo and tiny_random have their own seeds)
     zoo: Optional[ZooConfig] = None  # zoo: families and sizes to train (see conf/pool/zoo.yaml)
     tiny_random: TinyRandomConfig = field(default_factory=TinyRandomConfig)  # tiny_random
 
@@ -124,13 +124,13 @@ class ScoringConfig:
 
 @dataclass
 class SearchConfig:
-    strategy: str = "pareto_prune"  # exhaustive | pareto_prune | greedy | milp | random
+    strategy: str = "pareto_prune"  # exhaustive | pareto_prune | greedy | milp | exact | random
     unit: str = "bits_per_byte"
     aggregate: str = "mean"  # mean | ratio_of_sums
     ref_bytes_per_token: float = 4.0  # nats_per_token_ref: bytes per reference token
     families: Optional[list[str]] = None  # null: all families (heterogeneous)
     max_k: Optional[int] = None  # largest subset size explored
-    time_limit: float = 60.0  # milp: seconds per budget point
+    time_limit: float = 60.0  # milp: seconds per budget point; exact: seconds for the whole search
     n_random: int = 200  # random: subsets per size
     seed: int = 0
     exact_check: bool = True  # compare with the exact frontier when the pool is small enough

@@ -205,8 +205,10 @@ def fit_power_law(params, losses, residuals: str = "log", robust: str = "linear"
     # A > 0: its interval is symmetric in log A, so it never goes negative
     a_ci = (a_raw * math.exp(-t * err["A"] / a_raw), a_raw * math.exp(t * err["A"] / a_raw)) if a_raw > 0 \
         else (math.nan, math.nan)
-    alpha_ci = (alpha - t * err["alpha"], alpha + t * err["alpha"])
-    l_ci = (max(l_inf - t * err["L_inf"], 0.0), l_inf + t * err["L_inf"])
+    # intervals cut to the constraints the fit imposes (alpha >= 0, 0 <= L_inf <= min(losses)):
+    # the truth lies inside them, so coverage is unchanged
+    alpha_ci = (max(alpha - t * err["alpha"], 0.0), alpha + t * err["alpha"])
+    l_ci = (max(l_inf - t * err["L_inf"], 0.0), min(l_inf + t * err["L_inf"], l_max))
 
     if alpha < 1e-4 or a_s < 1e-12:
         notes.append("A or alpha at its bound 0: the fitted curve is flat, the losses barely fall with params")

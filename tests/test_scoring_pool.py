@@ -121,3 +121,13 @@ def test_pool_errors_before_any_work(tiny_specs, cfg, loads):
     with pytest.raises(MMCError, match="duplicate"):
         score_pool([spec, spec], corpus(), cfg)
     assert loads == []
+
+
+def test_device_map_auto_scores_like_a_plain_load(tiny_specs, cfg, tmp_path):
+    """scoring.device_map=auto (accelerate's dispatch, for models larger than one GPU) changes no number."""
+    specs = tiny_specs(["llama"])
+    plain = score_pool(specs, corpus(), cfg)
+    dispatched = score_pool(specs, corpus(), ScoringConfig(device="cpu", cache_dir=str(tmp_path / "dispatched"),
+                                                           device_map="auto", batch_tokens=128))
+    np.testing.assert_allclose(dispatched.nll, plain.nll, rtol=1e-6)
+    np.testing.assert_array_equal(dispatched.n_tokens, plain.n_tokens)

@@ -9,7 +9,7 @@ import pytest
 from mmc.config import SearchConfig
 from mmc.errors import MMCError
 from mmc.frontier import pareto_front
-from mmc.losses import LossMatrix
+from mmc.losses import LossMatrix, oracle_losses
 from mmc.search import compare_to_exact, run_search, select_families
 
 
@@ -55,25 +55,55 @@ def test_exhaustive_chunks_span_several_high_subsets(monkeypatch):
     np.testing.assert_allclose(result.frontier_loss, loss, rtol=1e-12)
 
 
-@pytest.mark.parametrize("seed,m,n,max_k", [(5, 8, 12, None), (6, 12, 10, None), (7, 10, 15, 2)])
-def test_milp_equals_exhaustive(seed, m, n, max_k):
+@pytest.mark.parametrize("strategy", ["milp", "exact"])
+@pytest.mark.parametrize("seed,m,n,max_k", [(5, 8, 12, None), (6, 12, 10, None), (7, 10, 15, 2), (15, 14, 40, 4)])
+def test_exact_strategies_equal_exhaustive(strategy, seed, m, n, max_k):
     weighted, params, models = random_pool(seed, m, n)
     exact = search("exhaustive", weighted, params, models, max_k=max_k)
-    result = search("milp", weighted, params, models, max_k=max_k, time_limit=30)
+    result = search(strategy, weighted, params, models, max_k=max_k, time_limit=30)
     np.testing.assert_array_equal(result.frontier_params, exact.frontier_params)
     np.testing.assert_allclose(result.frontier_loss, exact.frontier_loss, rtol=1e-9)
-    assert result.stats["max_mip_gap"] <= 1e-6
+    np.testing.assert_array_equal(result.frontier_params, result.frontier_members @ params)
+    assert result.frontier_members.sum(axis=1).max() <= (max_k or m)
+    assert result.stats["max_mip_gap"] <= 1e-6 and result.stats["proven_optimal"]
 
 
-def test_milp_with_realistic_parameter_counts():
-    """Counts in the billions: the budget steps must still resolve neighbouring subsets."""
-    weighted, _, models = random_pool(8, 8, 10)
-    params = np.array([124_439_808, 354_823_168, 774_030_080, 1_557_611_200,
-                       6_738_415_616, 13_015_864_320, 70_553_706_496, 410_000_000])
+@pytest.mark.parametrize("strategy", ["milp", "exact"])
+def test_exact_strategies_equal_brute_force_on_a_correlated_pool(strategy):
+    """The synthetic pool (families share errors, sizes span 14M to 72B): the case the bound is tuned for."""
+    from mmc.synthetic import synthetic_loss_matrix
+
+    lm = synthetic_loss_matrix(13, 25, seed=3)
+    weighted = lm.weighted_losses()
+    cost, loss, _ = brute_force(weighted, lm.params)
+    result = search(strategy, weighted, lm.params, lm.models)
+    np.testing.assert_array_equal(result.frontier_params, cost)
+    np.testing.assert_allclose(result.frontier_loss, loss, rtol=1e-12)
+
+
+@pytest.mark.parametrize("strategy", ["milp", "exact"])
+def test_exact_strategies_with_realistic_parameter_counts(strategy):
+    """Counts in the billions, two of them equal: the budget steps must still resolve neighbouring subsets."""
+    weighted, _, models = random_pool(8, 9, 10)
+    params = np.array([124_439_808, 354_823_168, 774_030_080, 1_557_611_200, 6_738_415_616,
+                       13_015_864_320, 70_553_706_496, 410_000_000, 354_823_168])
     exact = search("exhaustive", weighted, params, models)
-    result = search("milp", weighted, params, models)
+    result = search(strategy, weighted, params, models)
     np.testing.assert_array_equal(result.frontier_params, exact.frontier_params)
     np.testing.assert_allclose(result.frontier_loss, exact.frontier_loss, rtol=1e-9)
+
+
+def test_exact_time_limit_reports_gaps():
+    """Stopped before the end: every point is a real subset, gaps bound the open nodes, nothing claimed proven."""
+    weighted, params, models = random_pool(16, 16, 30)
+    exact = search("exhaustive", weighted, params, models)
+    result = search("exact", weighted, params, models, time_limit=1e-9)
+    assert not result.stats["proven_optimal"] and result.stats["n_open_nodes"] > 0
+    np.testing.assert_allclose(result.frontier_loss, oracle_losses(weighted, result.frontier_members), rtol=1e-12)
+    gaps = np.array(result.stats["mip_gaps"])
+    at = np.searchsorted(exact.frontier_params, result.frontier_params, side="right") - 1
+    true_gap = 1 - exact.frontier_loss[at] / result.frontier_loss  # the best any subset could do at that cost
+    assert (gaps >= true_gap - 1e-12).all() and result.stats["max_mip_gap"] == pytest.approx(gaps.max())
 
 
 @pytest.mark.parametrize("strategy", ["pareto_prune", "greedy", "random"])
@@ -129,7 +159,7 @@ def test_ties_in_cost_and_loss():
     params = np.array([1, 1, 2, 2])
     models = np.array(["a", "a_copy", "b", "c"])
     cost, loss, subsets = brute_force(weighted, params)
-    for strategy in ["exhaustive", "milp", "pareto_prune"]:
+    for strategy in ["exhaustive", "milp", "exact", "pareto_prune"]:
         result = search(strategy, weighted, params, models)
         assert {(p, round(l, 12)) for p, l in zip(result.frontier_params, result.frontier_loss)} == \
             {(p, round(l, 12)) for p, l in zip(cost, loss)}
@@ -138,7 +168,7 @@ def test_ties_in_cost_and_loss():
     assert {"a", "a_copy"} <= set(exhaustive.frontier_names())
 
 
-@pytest.mark.parametrize("strategy", ["exhaustive", "pareto_prune", "greedy", "milp", "random"])
+@pytest.mark.parametrize("strategy", ["exhaustive", "pareto_prune", "greedy", "milp", "exact", "random"])
 def test_single_model_pool(strategy):
     result = search(strategy, np.array([[0.5, 0.25]]), np.array([7]), np.array(["only"]))
     assert result.frontier_names() == ["only"]
@@ -149,7 +179,7 @@ def test_identical_models_add_nothing():
     weighted, params, models = random_pool(11, 5, 20)
     weighted = np.vstack([weighted, weighted[2]])
     params, models = np.append(params, params[2] + 5), np.append(models, "clone")
-    for strategy in ["exhaustive", "pareto_prune", "greedy", "milp"]:
+    for strategy in ["exhaustive", "pareto_prune", "greedy", "milp", "exact"]:
         result = search(strategy, weighted, params, models)
         assert not any("clone" in name for name in result.frontier_names())
         assert not any({"model2", "clone"} <= set(name.split("+")) for name in result.frontier_names())

@@ -15,6 +15,7 @@ from mmc.config import SearchConfig
 from mmc.errors import MMCError
 from mmc.losses import LossMatrix
 from mmc.search.compare import compare_to_exact
+from mmc.search.exact import exact_search
 from mmc.search.exhaustive import exhaustive_search
 from mmc.search.greedy import greedy_search
 from mmc.search.milp import milp_search
@@ -22,7 +23,7 @@ from mmc.search.pareto_prune import pareto_prune_search
 from mmc.search.random_subsets import random_search
 from mmc.search.result import SearchResult
 
-STRATEGIES = ("exhaustive", "pareto_prune", "greedy", "milp", "random")
+STRATEGIES = ("exhaustive", "pareto_prune", "greedy", "milp", "exact", "random")
 
 __all__ = ["STRATEGIES", "SearchResult", "compare_to_exact", "run_search", "select_families"]
 
@@ -51,6 +52,8 @@ def _dispatch(weighted, params, models, cfg: SearchConfig) -> SearchResult:
         return greedy_search(weighted, params, models, cfg.max_k)
     if cfg.strategy == "milp":
         return milp_search(weighted, params, models, cfg.max_k, cfg.time_limit, cfg.mip_rel_gap)
+    if cfg.strategy == "exact":
+        return exact_search(weighted, params, models, cfg.max_k, cfg.time_limit, cfg.mip_rel_gap)
     return random_search(weighted, params, models, cfg.n_random, cfg.max_k, cfg.seed)
 
 
@@ -81,11 +84,11 @@ def check_inputs(weighted, params, models, cfg: SearchConfig):
         raise MMCError(f"search.max_k={cfg.max_k}; use null (all sizes) or a size >= 1")
     if cfg.strategy == "random" and cfg.n_random < 1:
         raise MMCError(f"search.n_random={cfg.n_random}; draw at least 1 subset per size")
-    if cfg.strategy == "milp" and cfg.time_limit <= 0:
+    if cfg.strategy in ("milp", "exact") and cfg.time_limit <= 0:
         raise MMCError(f"search.time_limit={cfg.time_limit}; give the solver a positive number of seconds")
     if cfg.strategy == "exhaustive" and n_subsets(m, cfg.max_k) > cfg.max_subsets:
         raise MMCError(f"exhaustive search over {m} models means {n_subsets(m, cfg.max_k):.3g} subsets "
-                       f"(limit search.max_subsets={cfg.max_subsets}); set search.max_k or use search=pareto_prune/milp")
+                       f"(limit search.max_subsets={cfg.max_subsets}); set search.max_k or use search=exact or search=pareto_prune")
     return weighted, params.astype(np.int64), models
 
 
