@@ -21,7 +21,7 @@ import torch
 from mmc.config import TinyRandomConfig
 from mmc.paths import cache_root
 from mmc.pool import count_params, load_model
-from mmc.scoring.engine import padding_fraction, score_sequences
+from mmc.scoring.engine import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, padding_fraction, score_sequences
 from mmc.scoring.windows import plan_windows, tokenise
 from mmc.tiny_random import build_tiny_random, synthetic_texts
 
@@ -129,10 +129,11 @@ def main():
             ("lm-eval bs=16", "lm_eval_rolling", {"batch_size": 16}),
             ("mmc stride=window, 1 window/batch", "engine", {"stride": window, "batch_tokens": 1}),
             ("mmc stride=window, batch_tokens=16*window", "engine", {"stride": window, "batch_tokens": 16 * window}),
-            ("mmc stride=window, batch_tokens=16384", "engine", {"stride": window, "batch_tokens": 16384}),
-            ("mmc stride=window, bf16", "engine", {"stride": window, "batch_tokens": 16384, "dtype": torch.bfloat16}),
-            ("mmc stride=window, torch.compile", "engine", {"stride": window, "batch_tokens": 16384, "compile": True}),
-            ("mmc default stride=window//2", "engine", {"stride": window // 2, "batch_tokens": 16384}),
+            ("mmc stride=window, batch_tokens=16384 (GPU default)", "engine", {"stride": window, "batch_tokens": 16384}),
+            ("mmc stride=window, default (1024 on CPU)", "engine", {"stride": window, "batch_tokens": None}),
+            ("mmc stride=window, bf16", "engine", {"stride": window, "batch_tokens": None, "dtype": torch.bfloat16}),
+            ("mmc stride=window, torch.compile", "engine", {"stride": window, "batch_tokens": None, "compile": True}),
+            ("mmc default stride=window//2", "engine", {"stride": window // 2, "batch_tokens": None}),
         ]
     else:
         source, window = None, 2048
@@ -168,7 +169,8 @@ def main():
             padding = lm_eval_padding(disjoint.length, 1 if label.endswith("bs=1") else 16) if "auto" not in label else math.nan
         elif label.startswith("mmc"):
             budget = next(k for l, _, k in methods if l == label)["batch_tokens"]
-            padding = padding_fraction(plan_windows(n_tokens, window, stride).length, budget)
+            default = CPU_BATCH_TOKENS if args.device == "cpu" else GPU_BATCH_TOKENS
+            padding = padding_fraction(plan_windows(n_tokens, window, stride).length, budget or default)
         else:
             padding = 0.0
         forwarded = plan_windows(n_tokens, window, stride).length.sum()

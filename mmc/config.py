@@ -110,7 +110,7 @@ class PoolConfig:
 class ScoringConfig:
     device: str = "auto"  # auto (cuda, mps, cpu) | cpu | cuda | mps
     dtype: str = "auto"  # auto (bfloat16 on GPUs that support it, else float32) | float32 | bfloat16 | float16
-    batch_tokens: int = 16384  # token budget of one batch (padded tokens included); halved on CUDA OOM
+    batch_tokens: Optional[int] = None  # padded tokens per batch; null: 1024 on CPU, 16384 on GPUs; halved on OOM
     window: Optional[int] = None  # tokens per forward pass; null: the model's context length
     stride: Optional[int] = None  # tokens the window advances by; null: window // 2; window: disjoint windows
     prefix_token: Optional[str] = None  # used when the tokenizer has neither BOS nor EOS

@@ -34,7 +34,7 @@ def _check(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param_cou
         raise MMCError(f"unknown param_count {param_count!r}; use total or non_embedding")
     if not specs or not len(corpus):
         raise MMCError(f"nothing to score ({len(specs)} models, {len(corpus)} texts); check the pool and dataset")
-    if cfg.batch_tokens < 1 or cfg.chunk_texts < 1:
+    if (cfg.batch_tokens is not None and cfg.batch_tokens < 1) or cfg.chunk_texts < 1:
         raise MMCError("scoring.batch_tokens and scoring.chunk_texts must be positive")
     check_sources(specs)
 
