@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class Study:
     lm: LossMatrix  # the analysed pool (after search.families)
-    unit: str
     ensemble: SearchResult
     single: SearchResult
     fits: dict[str, PowerLawFit]
@@ -77,8 +76,6 @@ def analyze(lm: LossMatrix, search: SearchConfig, fit: FitConfig) -> Study:
     metrics = {
         "loss.best_single": float(single.frontier_loss.min()),
         "loss.oracle_all": float(weighted.min(axis=0).sum()),
-        "search.n_explored": ensemble.n_explored,
-        "search.n_frontier": ensemble.n_frontier,
         **{f"search.{k}": v for k, v in ensemble.stats.items() if isinstance(v, (int, float))},
     }
     for name, f in fits.items():
@@ -105,8 +102,8 @@ def analyze(lm: LossMatrix, search: SearchConfig, fit: FitConfig) -> Study:
         frontiers["all"] = (ensemble.frontier_params, ensemble.frontier_loss)
         group_fits = {("all" if n == "ensemble" else n): f for n, f in fits.items() if n != "single"}
         figures["homo_vs_hetero.png"] = plots.plot_groups(frontiers, group_fits, unit_label)
-    return Study(lm, search.unit, ensemble, single, fits, table, single_model_table(lm, search.unit),
-                 metrics, extras, figures)
+    singles = single_model_table(lm, search.unit, search.aggregate, search.ref_bytes_per_token)
+    return Study(lm, ensemble, single, fits, table, singles, metrics, extras, figures)
 
 
 def uncertainty(lm, weighted, ensemble, search, fit, metrics, fits) -> dict:

@@ -1,4 +1,4 @@
-"""Tables of single-model results: one row per model, for MLflow and the README."""
+"""The single-model table: one row per model, for MLflow (single_model_table.csv) and the README."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,12 +6,13 @@ import numpy as np
 from mmc.losses import LossMatrix
 
 
-def single_model_table(lm: LossMatrix, unit: str = "bits_per_byte", aggregate: str = "mean") -> list[dict]:
+def single_model_table(lm: LossMatrix, unit: str = "bits_per_byte", aggregate: str = "mean",
+                       ref_bytes_per_token: float = 4.0) -> list[dict]:
     """Rows {name, family, params, loss_<domain> for each domain, loss}, sorted by family then params.
 
     A domain's loss aggregates over its texts only, the same way (`aggregate`) as the overall loss.
     """
-    loss = lm.per_text_loss(unit) * lm.text_weights(aggregate)[None, :]
+    loss = lm.weighted_losses(unit, aggregate, ref_bytes_per_token)
     columns = {"loss": loss.sum(axis=1)}
     for domain in np.unique(lm.domains):
         mask = lm.domains == domain
@@ -20,13 +21,3 @@ def single_model_table(lm: LossMatrix, unit: str = "bits_per_byte", aggregate: s
     rows = [{"name": str(lm.models[i]), "family": str(lm.families[i]), "params": int(lm.params[i]),
              **{k: float(columns[k][i]) for k in domains + ["loss"]}} for i in range(lm.n_models)]
     return sorted(rows, key=lambda r: (r["family"], r["params"], r["name"]))
-
-
-def markdown_table(rows: list[dict], digits: int = 3) -> str:
-    """A GitHub-flavoured Markdown table of `rows` (floats rounded to `digits`)."""
-    if not rows:
-        return ""
-    keys = list(rows[0])
-    cells = [[f"{r[k]:.{digits}f}" if isinstance(r[k], float) else str(r[k]) for k in keys] for r in rows]
-    lines = ["| " + " | ".join(keys) + " |", "|" + "|".join("---" for _ in keys) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])

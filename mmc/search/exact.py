@@ -59,7 +59,7 @@ def exact_search(weighted: np.ndarray, params: np.ndarray, models: np.ndarray, m
     batch = max(1, BATCH_BYTES // (8 * (m + 1) * by_size.shape[1]))  # bounds are (nodes, m + 1, texts)
     stack = [(np.eye(m, dtype=bool), by_size.copy(), np.arange(m))]  # batches of (members, per-text min, last model)
     n_nodes, deadline = 0, time.perf_counter() + time_limit
-    progress = tqdm(desc="milp nodes", leave=False)
+    progress = tqdm(desc="exact nodes", leave=False)
     while stack and time.perf_counter() < deadline:
         members, row_min, last = stack.pop()
         cost = members @ cost_sorted
