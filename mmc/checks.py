@@ -6,6 +6,7 @@ are names of things (strategies, units, pool kinds, ...). Each module keeps the 
 from __future__ import annotations
 
 from mmc.config import Config
+from mmc.data import KINDS as DATASET_KINDS
 from mmc.errors import MMCError
 from mmc.fit import RESIDUALS, ROBUST
 from mmc.losses import AGGREGATES, UNITS
@@ -13,8 +14,6 @@ from mmc.pool import MATRIX_KINDS, SCORED_KINDS
 from mmc.scoring.engine import DTYPES
 from mmc.scoring.stage import PARAM_COUNTS
 from mmc.search import STRATEGIES
-
-DATASET_KINDS = ("builtin", "files", "hf")
 
 
 def check_config(config: Config) -> None:

@@ -65,7 +65,8 @@ def preflight(argv: list[str]) -> None:
     register_configs()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=first_of_sweeps(overrides))
+            multirun = "-m" in argv or "--multirun" in argv  # without it, Hydra refuses sweep values
+            cfg = compose("config", overrides=first_of_sweeps(overrides) if multirun else overrides)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         print(f"error: bad config: {one_line(e)} (`python launch.py --cfg job` prints every key)", file=sys.stderr)
         sys.exit(2)

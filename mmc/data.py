@@ -27,6 +27,7 @@ from mmc.errors import MMCError
 
 log = logging.getLogger(__name__)
 
+KINDS = ("builtin", "files", "hf")
 DOMAINS = ("prose", "code", "docstrings")
 SPLITS = ("eval", "train", "all")
 EVAL_SHARE = 0.3  # share of builtin source blocks held out from zoo training
@@ -76,7 +77,7 @@ def load_corpus(cfg: DatasetConfig) -> Corpus:
     elif cfg.kind == "hf":
         texts, domains = load_hf(cfg.name, cfg.config_name, cfg.split, cfg.text_field, cfg.domain_field)
     else:
-        raise MMCError(f"unknown dataset.kind {cfg.kind!r}; use builtin, files or hf")
+        raise MMCError(f"unknown dataset.kind {cfg.kind!r}; use one of {', '.join(KINDS)}")
     return select_texts(texts, domains, cfg)
 
 

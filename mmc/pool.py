@@ -89,19 +89,19 @@ def build_pool(cfg, cache_dir: Path) -> list[ModelSpec]:
         specs = build_tiny_random(cfg.tiny_random, cache_dir / "tiny_random")
     else:
         raise MMCError(f"unknown pool kind {cfg.kind!r}; use one of {', '.join(SCORED_KINDS + MATRIX_KINDS)}")
-    specs = select_only(specs, cfg.only)
+    specs = [specs[i] for i in matching([s.name for s in specs], cfg.only)]
     check_sources(specs)
     return specs
 
 
-def select_only(specs: list[ModelSpec], only: str | None) -> list[ModelSpec]:
-    """Models whose name matches one of the comma-separated globs in `only` (all when None)."""
+def matching(names: list[str], only: str | None) -> list[int]:
+    """Indices of the names matching one of the comma-separated globs in `only` (all when None)."""
     if not only:
-        return specs
+        return list(range(len(names)))
     patterns = [p.strip() for p in only.split(",") if p.strip()]
-    chosen = [s for s in specs if any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
+    chosen = [i for i, name in enumerate(names) if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
     if not chosen:
-        raise MMCError(f"pool.only={only!r} matches no model; the pool has: {', '.join(s.name for s in specs)}")
+        raise MMCError(f"pool.only={only!r} matches no model; the pool has: {', '.join(names)}")
     return chosen
 
 
@@ -117,7 +117,4 @@ def matrix_pool(cfg):
         from mmc.synthetic import synthetic_loss_matrix
 
         lm = synthetic_loss_matrix(n_models=cfg.n_models, n_texts=cfg.n_texts, seed=cfg.seed)
-    if cfg.only:
-        names = {s.name for s in select_only([ModelSpec(m, f, "") for m, f in zip(lm.models, lm.families)], cfg.only)}
-        lm = lm.select_models([i for i, m in enumerate(lm.models) if m in names])
-    return lm
+    return lm.select_models(matching(lm.models.tolist(), cfg.only)) if cfg.only else lm

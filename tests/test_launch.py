@@ -117,6 +117,7 @@ def test_two_job_sweep_gives_one_parent_and_two_children(tmp_path):
     ("search.strategyy=greedy", "strategyy"),
     ("search.max_k=abc", "max_k"),
     ("stage=everything", "stage"),
+    ("pool.only=gpt*,llama*", "quote the value"),  # a sweep value without -m
 ])
 def test_bad_config_fails_in_one_line(tmp_path, override, expected):
     proc = launch(tmp_path, override, check=False)
