@@ -17,15 +17,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mmc import cli, report, tracking
-from mmc.checks import check_config
-from mmc.config import Config, Stage, register_configs
-from mmc.data import load_corpus
+from mmc import cli
+from mmc.config import Config, Stage, from_container, register_configs, validate
 from mmc.errors import MMCError
-from mmc.paths import cache_root
-from mmc.pool import MATRIX_KINDS, build_pool, matrix_pool
-from mmc.scoring import cached_loss_matrix, score_pool
-from mmc.study import analyze
 from mmc.sweep import parent_run_id
 
 log = logging.getLogger("mmc")
@@ -34,29 +28,38 @@ register_configs()
 
 def run(config: Config, tags: dict, parent_id: str | None) -> dict:
     """One job: every input is checked (tracking, corpus, pool) before scoring starts."""
+    # mlflow, matplotlib and (for scored pools) torch load here: --help, --cfg and a bad config never wait for them
+    from mmc import artifacts, tracking
+    from mmc.analysis import analyze
+    from mmc.data import load_corpus
+    from mmc.paths import cache_root
+    from mmc.pool import build_pool, is_scored, matrix_pool
+
     started = time.time()
     tracking.connect(config.tracking.uri)
     experiment_id = tracking.ensure_experiment(config.tracking.experiment_name or config.name)
     container = OmegaConf.to_container(OmegaConf.structured(config), resolve=True, enum_to_str=True)
     with tracking.tracked_run(experiment_id, tags.get("hydra.overrides") or config.name, container, tags,
                               parent_id) as active:
-        if config.pool.kind in MATRIX_KINDS:
+        if not is_scored(config.pool):
             if config.stage == Stage.score:
                 raise MMCError(f"pool={config.pool.kind} holds precomputed losses, nothing to score; use stage=analyze")
             lm = matrix_pool(config.pool)
         else:
+            from mmc.scoring.stage import cached_loss_matrix, score_pool  # torch
+
             cache = cache_root(config.cache_dir)
             corpus = load_corpus(config.dataset)
             specs = build_pool(config.pool, cache)
-            report.log_corpus(corpus)
+            config.search.check_pool(len(specs))  # e.g. too many models for exhaustive: say so before scoring
+            artifacts.log_corpus(corpus)
             scoring = replace(config.scoring, cache_dir=config.scoring.cache_dir or str(cache / "scores"))
             score = cached_loss_matrix if config.stage == Stage.analyze else score_pool
             lm = score(specs, corpus, scoring, config.pool.param_count)
-        report.log_loss_matrix(lm)
+        artifacts.log_loss_matrix(lm)
         if config.stage != Stage.score:
-            study = analyze(lm, config.search, config.fit)
-            report.log_study(study)
-        report.log_metric("time.total_s", time.time() - started)
+            artifacts.log_analysis(analyze(lm, config.loss, config.search, config.fit))
+        artifacts.log_metric("time.total_s", time.time() - started)
         return {"run_id": active.info.run_id}
 
 
@@ -75,20 +78,20 @@ def job_tags(config: Config) -> dict:
 
 def rerun_config(run_id: str, uri: str | None) -> Config:
     """The typed config a logged run was launched with."""
+    from mmc import tracking
+
     tracking.connect(uri)
     logged = tracking.logged_config(run_id)
     logged["rerun"] = run_id
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), logged))
+    return validate(from_container(logged))
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        config = rerun_config(cfg.rerun, cfg.tracking.uri) if cfg.rerun else OmegaConf.to_object(cfg)
-        check_config(config)
-        parent_id = parent_run_id(HydraConfig.get().sweep.dir) if multirun else None
-        return run(config, job_tags(config), parent_id)
+        config = rerun_config(cfg.rerun, cfg.tracking.uri) if cfg.rerun else validate(cfg)
+        return run(config, job_tags(config), parent_run_id(HydraConfig.get().sweep.dir) if multirun else None)
     except MMCError as e:
         print(f"error: {e}", file=sys.stderr)
         if not multirun:

@@ -2,7 +2,7 @@
 
 Ours (mmc.uncertainty.bootstrap_fits): per-subset per-text minima once, all resamples in one matrix
 product, then Pareto front and a warm-started refit per resample. Naive: per resample, index the
-resampled texts and recompute every subset's oracle loss in Python (mmc.losses.oracle_losses), then
+resampled texts and recompute every subset's oracle loss in a Python loop over subsets, then
 the same front and refit. The naive loop is linear in resamples, so it is timed on --naive-resamples
 of them and scaled to --resamples; its fits are checked against ours on those resamples.
 
@@ -18,8 +18,7 @@ import time
 import numpy as np
 
 from mmc.fit import fit_power_law
-from mmc.frontier import pareto_front
-from mmc.losses import oracle_losses
+from mmc.pareto import pareto_front
 from mmc.search.pareto_prune import pareto_prune_search
 from mmc.synthetic import synthetic_loss_matrix
 from mmc.uncertainty import bootstrap_fits
@@ -34,6 +33,11 @@ def candidate_subsets(weighted, params, models, n_candidates, seed):
     for row, k in zip(random, rng.integers(2, 12, n_random)):
         row[rng.choice(len(models), k, replace=False)] = True
     return np.unique(np.concatenate([np.eye(len(models), dtype=bool), front, random]), axis=0)
+
+
+def oracle_losses(weighted, members):
+    """Oracle loss of each subset: one (k, N) minimum per subset, in a Python loop."""
+    return np.array([weighted[row].min(axis=0).sum() for row in members])
 
 
 def naive_bootstrap(weighted, params, members, n_resamples, seed):

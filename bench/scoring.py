@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmc.config import TinyRandomConfig
 from mmc.paths import cache_root
-from mmc.pool import count_params, load_model
+from mmc.models import count_params, load_model
 from mmc.scoring.engine import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, padding_fraction, score_sequences
 from mmc.scoring.windows import plan_windows, tokenise
-from mmc.tiny_random import build_tiny_random, synthetic_texts
+from mmc.synthetic import synthetic_texts
+from mmc.tiny_random import TinyRandomConfig, build_tiny_random
 
 WINDOW = 256
 

@@ -20,9 +20,9 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_array, hstack, identity, kron, vstack
 
-from mmc.config import SearchConfig
-from mmc.frontier import pareto_front
-from mmc.search import compare_to_exact, run_search
+from mmc.ensemble.combiners import MinCombiner
+from mmc.pareto import pareto_front
+from mmc.search import STRATEGIES, compare_to_exact, run_search
 from mmc.synthetic import synthetic_loss_matrix
 
 
@@ -80,9 +80,9 @@ def mip_best_within(weighted, params, budget):
 
 
 def timed(strategy, lm, **kw):
-    cfg = SearchConfig(strategy=strategy, exact_check=False, **kw)
+    cfg = STRATEGIES[strategy].schema(exact_check=False, **kw)
     start = time.perf_counter()
-    result = run_search(lm.weighted_losses(), lm.params, lm.models, cfg)
+    result = run_search(MinCombiner(lm.weighted_losses()), lm.params, lm.models, cfg)
     return result, time.perf_counter() - start
 
 

@@ -6,10 +6,9 @@ import sys
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from mmc.checks import check_config
+from mmc.config import validate
 from mmc.errors import MMCError
 from mmc.paths import CONF_DIR
 
@@ -48,6 +47,8 @@ def user_overrides(argv: list[str]) -> list[str] | None:
 
 def one_line(error: BaseException) -> str:
     """Hydra's message and its cause (the OmegaConf error naming key and type) on one line."""
+    if isinstance(error, MissingMandatoryValue):
+        return f"{error.full_key} has no value and needs one: add {error.full_key}=<value>"
     lines = [line.strip() for line in str(error).split("Config search path")[0].splitlines()]
     text = " ".join(line for line in lines if line and not line.startswith("To append to your config"))
     if error.__cause__ is not None and str(error.__cause__).strip():
@@ -56,22 +57,20 @@ def one_line(error: BaseException) -> str:
 
 
 def preflight(argv: list[str]) -> None:
-    """Exit 2 with one line when the overrides do not compose against the schemas (types, keys, options)."""
-    from mmc.config import register_configs
+    """Exit 2 with one line when the overrides do not compose against the schemas (types, keys, options).
 
+    The schemas must be registered (mmc.config.register_configs) before this runs."""
     overrides = user_overrides(argv)
     if overrides is None:
         return
-    register_configs()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             multirun = "-m" in argv or "--multirun" in argv  # without it, Hydra refuses sweep values
             cfg = compose("config", overrides=first_of_sweeps(overrides) if multirun else overrides)
+            validate(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         print(f"error: bad config: {one_line(e)} (`python launch.py --cfg job` prints every key)", file=sys.stderr)
         sys.exit(2)
-    try:
-        check_config(OmegaConf.to_object(cfg))
     except MMCError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

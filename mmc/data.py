@@ -17,22 +17,77 @@ import io
 import json
 import logging
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+from omegaconf import MISSING
 
-from mmc.config import DatasetConfig
 from mmc.errors import MMCError
+from mmc.registry import Option, Registry, check_node, choices
 
 log = logging.getLogger(__name__)
 
-KINDS = ("builtin", "files", "hf")
 DOMAINS = ("prose", "code", "docstrings")
 SPLITS = ("eval", "train", "all")
 EVAL_SHARE = 0.3  # share of builtin source blocks held out from zoo training
 FILE_SUFFIXES = (".txt", ".jsonl", ".csv", ".parquet")
 TXT_SPLITS = ("file", "blocks")
+
+
+@dataclass
+class DatasetConfig:
+    """Keys of every dataset kind: which texts are kept (length, duplicates) and how many are drawn."""
+
+    kind: str = MISSING  # set by the option: dataset=builtin, dataset=files, ...
+    max_texts: Optional[int] = 1000  # drawn evenly across domains; null: all
+    seed: int = 0
+    min_chars: int = 1  # shorter texts are dropped
+    max_chars: Optional[int] = None  # longer texts are dropped
+    dedupe: bool = True
+
+    def check(self, path: str) -> None:
+        if self.min_chars < 1 or (self.max_chars is not None and self.max_chars < self.min_chars):
+            raise MMCError(f"{path}.min_chars={self.min_chars}, max_chars={self.max_chars}: need "
+                           "1 <= min_chars <= max_chars")
+        if self.max_texts is not None and self.max_texts < 1:
+            raise MMCError(f"{path}.max_texts={self.max_texts}; use null (all) or at least 1")
+
+
+@dataclass
+class BuiltinDataset(DatasetConfig):
+    """Texts of the running Python installation in three domains (see the module docstring)."""
+
+    kind: str = "builtin"
+    split: str = field(default="eval", metadata=choices(SPLITS))  # train: what the zoo trains on
+    max_texts: Optional[int] = 150
+    min_chars: int = 200
+    max_chars: Optional[int] = 1000  # also the longest document assembled
+
+
+@dataclass
+class FilesDataset(DatasetConfig):
+    """.txt/.jsonl/.csv/.parquet files; the domain is `domain_field`, else the file's sub-directory."""
+
+    kind: str = "files"
+    path: str = MISSING  # a file or a directory of such files
+    text_field: str = "text"  # .jsonl/.csv/.parquet
+    domain_field: Optional[str] = None
+    txt_split: str = field(default="file", metadata=choices(TXT_SPLITS))  # .txt: a text per file or per block
+
+
+@dataclass
+class HfDataset(DatasetConfig):
+    """A `datasets` dataset (pip install mmc[hf]; needs the network or a local copy)."""
+
+    kind: str = "hf"
+    name: str = "wikitext"  # a dataset name or a local dataset path
+    config_name: Optional[str] = "wikitext-2-raw-v1"
+    split: str = "test"
+    text_field: str = "text"
+    domain_field: Optional[str] = None  # null: one domain, "all"
+    min_chars: int = 200
 
 
 @dataclass
@@ -68,16 +123,8 @@ def text_id(text: str) -> str:
 
 def load_corpus(cfg: DatasetConfig) -> Corpus:
     """The evaluation corpus: texts from `cfg.kind`, length-filtered, deduplicated, sampled."""
-    if cfg.min_chars < 1 or (cfg.max_chars is not None and cfg.max_chars < cfg.min_chars):
-        raise MMCError(f"dataset.min_chars={cfg.min_chars}, max_chars={cfg.max_chars}: need 1 <= min_chars <= max_chars")
-    if cfg.kind == "builtin":
-        texts, domains = load_builtin(cfg.split, cfg.min_chars, cfg.max_chars or 4000)
-    elif cfg.kind == "files":
-        texts, domains = load_files(cfg.path, cfg.text_field, cfg.domain_field, cfg.txt_split)
-    elif cfg.kind == "hf":
-        texts, domains = load_hf(cfg.name, cfg.config_name, cfg.split, cfg.text_field, cfg.domain_field)
-    else:
-        raise MMCError(f"unknown dataset.kind {cfg.kind!r}; use one of {', '.join(KINDS)}")
+    check_node(cfg, "dataset")
+    texts, domains = DATASETS.run(cfg.kind)(cfg)
     return select_texts(texts, domains, cfg)
 
 
@@ -114,8 +161,6 @@ def balanced_sample(items: list[int], domains: list[str], n: int, seed: int) -> 
 
 def load_builtin(split: str = "eval", min_chars: int = 200, max_chars: int = 4000) -> tuple[list[str], list[str]]:
     """(texts, domains) of the builtin corpus: documents of min_chars..max_chars characters."""
-    if split not in SPLITS:
-        raise MMCError(f"unknown builtin split {split!r}; use one of {', '.join(SPLITS)}")
     texts, domains = [], []
     for d, blocks in builtin_blocks().items():
         chosen = [b for b in blocks if split == "all" or is_eval_block(b) == (split == "eval")]
@@ -215,15 +260,10 @@ def cut(block: str, max_chars: int) -> list[str]:
 
 # ---- files: a directory or a single file ---------------------------------------------------------
 
-def load_files(path: str | None, text_field: str = "text", domain_field: str | None = None,
-               txt_split: str = "file") -> tuple[list[str], list[str]]:
+def load_files(cfg: FilesDataset) -> tuple[list[str], list[str]]:
     """(texts, domains) from .txt/.jsonl/.csv/.parquet files. The domain is `domain_field` when given,
     else the file's sub-directory under `path` ("all" at the top). Non-UTF-8 bytes are replaced by U+FFFD."""
-    if not path:
-        raise MMCError("dataset=files needs dataset.path=<a file or a directory of .txt/.jsonl/.csv/.parquet files>")
-    if txt_split not in TXT_SPLITS:
-        raise MMCError(f"unknown dataset.txt_split {txt_split!r}; use one of {', '.join(TXT_SPLITS)}")
-    root = Path(path).expanduser()
+    root = Path(cfg.path).expanduser()
     if not root.exists():
         raise MMCError(f"dataset.path {root} does not exist; point it at a file or a directory")
     if root.is_dir():
@@ -237,7 +277,7 @@ def load_files(path: str | None, text_field: str = "text", domain_field: str | N
     texts, domains, replaced = [], [], 0
     for file in files:
         folder = file.parent.relative_to(root).as_posix() if root.is_dir() else "."
-        rows, bad = read_file(file, text_field, domain_field, txt_split)
+        rows, bad = read_file(file, cfg.text_field, cfg.domain_field, cfg.txt_split)
         texts += [t for t, _ in rows]
         domains += [d if d is not None else ("all" if folder == "." else folder) for _, d in rows]
         replaced += bad
@@ -299,18 +339,16 @@ def table_rows(frame, file: Path, text_field: str, domain_field: str | None) -> 
 
 # ---- hf: the `datasets` library (optional extra) -------------------------------------------------
 
-def load_hf(name: str | None, config_name: str | None, split: str, text_field: str = "text",
-            domain_field: str | None = None) -> tuple[list[str], list[str]]:
-    if not name:
-        raise MMCError("dataset=hf needs dataset.name=<a datasets name or a local dataset path>")
+def load_hf(cfg: HfDataset) -> tuple[list[str], list[str]]:
+    name, split, text_field, domain_field = cfg.name, cfg.split, cfg.text_field, cfg.domain_field
     try:
         import datasets
     except ImportError as e:
         raise MMCError("dataset=hf needs the `datasets` package: pip install mmc[hf]") from e
     try:
-        ds = datasets.load_dataset(name, config_name, split=split)
+        ds = datasets.load_dataset(name, cfg.config_name, split=split)
     except Exception as e:  # network, unknown name or split: the library's own message says which
-        raise MMCError(f"cannot load dataset {name!r} ({config_name}, split {split!r}): "
+        raise MMCError(f"cannot load dataset {name!r} ({cfg.config_name}, split {split!r}): "
                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     for field in [text_field] + ([domain_field] if domain_field else []):
         if field not in ds.column_names:
@@ -320,3 +358,14 @@ def load_hf(name: str | None, config_name: str | None, split: str, text_field: s
     domains = [str(d) for d in ds[domain_field]] if domain_field else ["all"] * len(texts)
     kept = [i for i, t in enumerate(texts) if isinstance(t, str)]
     return [texts[i] for i in kept], [domains[i] for i in kept]
+
+
+def load_builtin_dataset(cfg: BuiltinDataset) -> tuple[list[str], list[str]]:
+    return load_builtin(cfg.split, cfg.min_chars, cfg.max_chars or 4000)
+
+
+DATASETS = Registry("dataset kind", [
+    Option("builtin", load_builtin_dataset, BuiltinDataset),
+    Option("files", load_files, FilesDataset),
+    Option("hf", load_hf, HfDataset),
+])

@@ -11,18 +11,41 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-import lmfit
 import numpy as np
-from scipy import stats
 
 from mmc.errors import MMCError
+from mmc.registry import Option, Registry, choices
 
 log = logging.getLogger(__name__)
 
-RESIDUALS = ("log", "relative")
-ROBUST = ("linear", "soft_l1", "huber", "cauchy", "arctan")
+# How a fitted curve's misfit is measured at each point: f(model, data)
+RESIDUALS = Registry("residuals", [
+    Option("log", lambda model, y: np.log(model) - np.log(y)),
+    Option("relative", lambda model, y: model / y - 1.0),
+])
+ROBUST = ("linear", "soft_l1", "huber", "cauchy", "arctan")  # scipy least_squares losses; linear: plain squares
 CONFIDENCE = 0.95
 ALPHA_GRID = np.geomspace(0.01, 5.0, 120)
+
+
+@dataclass
+class FitConfig:
+    """Power-law fits and their uncertainty (mmc.fit, mmc.uncertainty)."""
+
+    residuals: str = field(default="log", metadata=choices(RESIDUALS))
+    robust: str = field(default="linear", metadata=choices(ROBUST))  # soft_l1 ... damp outliers
+    bootstrap: int = 200  # resamples over texts; 0 to skip
+    heldout: bool = True  # choose the frontier on half the texts, score it on the other half
+    extrapolation: bool = True  # fit below the top decade(s) of params, predict them
+    extrapolation_decades: float = 1.0
+    groups: bool = True  # also fit each family alone, family pairs and all families
+    seed: int = 0
+
+    def check(self, path: str) -> None:
+        if self.bootstrap < 0:
+            raise MMCError(f"{path}.bootstrap={self.bootstrap}; use 0 (no bootstrap) or a number of resamples")
+        if self.extrapolation_decades <= 0:
+            raise MMCError(f"{path}.extrapolation_decades={self.extrapolation_decades}; hold out a positive number")
 
 
 @dataclass
@@ -95,14 +118,6 @@ def _check_points(params, losses, n_fitted: int) -> tuple[np.ndarray, np.ndarray
     return params, losses
 
 
-def _residual_fn(kind: str):
-    if kind == "log":
-        return lambda model, y: np.log(model) - np.log(y)
-    if kind == "relative":
-        return lambda model, y: model / y - 1.0
-    raise MMCError(f"unknown residuals {kind!r}; use one of {', '.join(RESIDUALS)}")
-
-
 def _scan_start(x: np.ndarray, y: np.ndarray, floor: bool, residual) -> tuple[float, float, float]:
     """Best (A, alpha, L_inf) over ALPHA_GRID, with (A, L_inf) from a bounded linear solve at each alpha.
 
@@ -159,7 +174,10 @@ def fit_power_law(params, losses, residuals: str = "log", robust: str = "linear"
     """
     if robust not in ROBUST:
         raise MMCError(f"unknown robust loss {robust!r}; use one of {', '.join(ROBUST)}")
-    residual = _residual_fn(residuals)
+    import lmfit  # with scipy.stats: slow to import, so not at start-up
+    from scipy import stats
+
+    residual = RESIDUALS.run(residuals)
     k = 3 if floor else 2
     params, losses = _check_points(params, losses, k)
     n = len(losses)
@@ -202,9 +220,11 @@ def fit_power_law(params, losses, residuals: str = "log", robust: str = "linear"
     err = {name: math.sqrt(v) if v >= 0 else math.nan for name, v in var.items()}
 
     t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, max(n - k, 1)))
-    # A > 0: its interval is symmetric in log A, so it never goes negative
-    a_ci = (a_raw * math.exp(-t * err["A"] / a_raw), a_raw * math.exp(t * err["A"] / a_raw)) if a_raw > 0 \
-        else (math.nan, math.nan)
+    # A > 0: its interval is symmetric in log A, so it never goes negative; a poorly identified A
+    # (relative error in the hundreds) gets the interval (0, inf) rather than an overflow
+    with np.errstate(over="ignore"):
+        a_spread = float(np.exp(t * err["A"] / a_raw)) if a_raw > 0 else math.nan
+    a_ci = (a_raw / a_spread, a_raw * a_spread)
     # intervals cut to the constraints the fit imposes (alpha >= 0, 0 <= L_inf <= min(losses)):
     # the truth lies inside them, so coverage is unchanged
     alpha_ci = (max(alpha - t * err["alpha"], 0.0), alpha + t * err["alpha"])

@@ -8,9 +8,52 @@ from pathlib import Path
 import numpy as np
 
 from mmc.errors import MMCError
+from mmc.models import duplicates
+from mmc.registry import Option, Registry, choices
 
-UNITS = ("bits_per_byte", "nats_per_byte", "nats_per_char", "nats_per_token_ref")
-AGGREGATES = ("mean", "ratio_of_sums")
+# Loss of every (model, text) from the raw totals, per unit: f(lm, ref_bytes_per_token) -> (M, N)
+UNITS = Registry("unit", [
+    Option("bits_per_byte", lambda lm, ref: lm.nll / lm.n_bytes / math.log(2)),
+    Option("nats_per_byte", lambda lm, ref: lm.nll / lm.n_bytes),
+    Option("nats_per_char", lambda lm, ref: lm.nll / lm.n_chars),
+    Option("nats_per_token_ref", lambda lm, ref: lm.nll / (lm.n_bytes / ref)),  # per reference token
+])
+# Weights w (N,), summing to 1, such that a loss over texts is sum_x w_x * L(x). `mean` averages per-text
+# losses; `ratio_of_sums` (total NLL / total length) is a length-weighted mean. The oracle's per-text choice
+# does not depend on them, since w_x > 0.
+AGGREGATES = Registry("aggregate", [
+    Option("mean", lambda lm: np.full(lm.n_texts, 1.0 / lm.n_texts)),
+    Option("ratio_of_sums", lambda lm: lm.n_bytes / lm.n_bytes.sum()),
+])
+
+
+@dataclass
+class LossConfig:
+    """How per-text losses are measured and averaged (see DESIGN, Units)."""
+
+    unit: str = field(default="bits_per_byte", metadata=choices(UNITS))
+    aggregate: str = field(default="mean", metadata=choices(AGGREGATES))
+    ref_bytes_per_token: float = 4.0  # nats_per_token_ref: bytes per reference token
+
+
+def check_models(models: np.ndarray, params: np.ndarray) -> None:
+    """Unique names and a positive integer parameter count per model: the one check of a pool's identity."""
+    dupes = duplicates(np.asarray(models).tolist())
+    if dupes:
+        raise MMCError(f"duplicate model names {dupes}; give every model of the pool a unique name")
+    params = np.asarray(params, dtype=np.float64)
+    bad = ~(np.isfinite(params) & (params > 0) & (params == np.round(params)))
+    if bad.any():
+        raise MMCError(f"models {np.asarray(models)[bad].tolist()} have no positive integer parameter count; "
+                       "set their `params`")
+
+
+def check_finite(models: np.ndarray, losses: np.ndarray) -> None:
+    """Finite losses for every model (a row per model): the one check that no NaN or inf reaches the analysis."""
+    bad = ~np.isfinite(losses).all(axis=1)
+    if bad.any():
+        raise MMCError(f"non-finite losses for models {np.asarray(models)[bad].tolist()}; "
+                       "rescore them with scoring.force=true")
 
 
 @dataclass
@@ -64,45 +107,23 @@ class LossMatrix:
         ]:
             if arr.shape != shape:
                 raise MMCError(f"loss matrix field {name} has shape {arr.shape}, expected {shape}")
-        dupes = sorted({x for x in self.models.tolist() if self.models.tolist().count(x) > 1})
-        if dupes:
-            raise MMCError(f"duplicate model names {dupes}; give every model of the pool a unique name")
-        bad = self.models[self.params <= 0]
-        if len(bad):
-            raise MMCError(f"models {bad.tolist()} have no positive parameter count; set `params` for them")
-        if not np.isfinite(self.nll).all():
-            rows = self.models[~np.isfinite(self.nll).all(axis=1)]
-            raise MMCError(f"non-finite NLL for models {rows.tolist()}; rescore them with scoring.force=true")
+        check_models(self.models, self.params)
+        check_finite(self.models, self.nll)
         if (self.n_bytes <= 0).any() or (self.n_chars <= 0).any():
             raise MMCError("texts with zero length in the loss matrix; drop empty texts from the corpus")
 
     def per_text_loss(self, unit: str = "bits_per_byte", ref_bytes_per_token: float = 4.0) -> np.ndarray:
         """Loss of every (model, text) in `unit`, float64 (M, N)."""
-        if unit == "bits_per_byte":
-            return self.nll / self.n_bytes / math.log(2)
-        if unit == "nats_per_byte":
-            return self.nll / self.n_bytes
-        if unit == "nats_per_char":
-            return self.nll / self.n_chars
-        if unit == "nats_per_token_ref":
-            return self.nll / (self.n_bytes / ref_bytes_per_token)
-        raise MMCError(f"unknown unit {unit!r}; use one of {', '.join(UNITS)}")
+        return UNITS.run(unit)(self, ref_bytes_per_token)
 
     def text_weights(self, aggregate: str = "mean") -> np.ndarray:
-        """Weights w (N,), summing to 1, such that a loss over texts is sum_x w_x * L(x).
+        """Weights w (N,), summing to 1, such that a loss over texts is sum_x w_x * L(x) (see AGGREGATES)."""
+        return AGGREGATES.run(aggregate)(self)
 
-        `mean` averages per-text losses; `ratio_of_sums` (total NLL / total length) is the same as a
-        length-weighted mean, and the oracle's per-text choice is unchanged because w_x > 0.
-        """
-        if aggregate == "mean":
-            return np.full(self.n_texts, 1.0 / self.n_texts)
-        if aggregate == "ratio_of_sums":
-            return self.n_bytes / self.n_bytes.sum()
-        raise MMCError(f"unknown aggregate {aggregate!r}; use one of {', '.join(AGGREGATES)}")
-
-    def weighted_losses(self, unit="bits_per_byte", aggregate="mean", ref_bytes_per_token=4.0) -> np.ndarray:
+    def weighted_losses(self, loss: LossConfig | None = None) -> np.ndarray:
         """C (M, N) with C[i, x] = w_x * L_i(x): the oracle loss of S is C[S].min(0).sum()."""
-        return self.per_text_loss(unit, ref_bytes_per_token) * self.text_weights(aggregate)[None, :]
+        loss = loss or LossConfig()
+        return self.per_text_loss(loss.unit, loss.ref_bytes_per_token) * self.text_weights(loss.aggregate)[None, :]
 
     def select_models(self, index) -> "LossMatrix":
         index = np.asarray(index)
@@ -135,12 +156,3 @@ class LossMatrix:
             if missing:
                 raise MMCError(f"{path} lacks fields {sorted(missing)}; it is not an mmc loss_matrix.npz")
             return cls(**{k: z[k] for k in z.files if k in cls.__dataclass_fields__})
-
-
-def oracle_losses(weighted: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """Oracle loss of each subset: members is bool (S, M); returns (S,) = sum_x min_{i in S} C[i, x]."""
-    members = np.asarray(members, dtype=bool)
-    out = np.empty(len(members))
-    for s, row in enumerate(members):  # one (k, N) min per subset; S is small wherever this is used
-        out[s] = weighted[row].min(axis=0).sum()
-    return out

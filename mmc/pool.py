@@ -1,97 +1,131 @@
-"""Model pools: ModelSpec, and loading any `from_pretrained` source (local directory or hub id)."""
+"""Pools: the kinds of pool (POOLS), each with its schema, and how each becomes models or a loss matrix.
+
+A scored pool (zoo, local, tiny_random) gives ModelSpecs to score; a matrix pool (matrix, synthetic)
+gives a LossMatrix directly. `pool.only` (globs over names) keeps part of either.
+"""
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
+
+from omegaconf import MISSING
 
 from mmc.errors import MMCError
+from mmc.losses import LossMatrix
+from mmc.models import ModelSpec, check_specs
+from mmc.registry import Option, Registry, choices
+from mmc.synthetic import synthetic_loss_matrix
+from mmc.tiny_random import TinyRandomConfig, build_tiny_random
+from mmc.zoo.config import ZooConfig
 
-SCORED_KINDS = ("zoo", "local", "tiny_random")  # pools of models to score
-MATRIX_KINDS = ("matrix", "synthetic")  # pools that come as a loss matrix, no scoring
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model of a pool. `source` is what `from_pretrained` takes: a local directory or a hub id."""
-
-    name: str
-    family: str
-    source: str
-    revision: str | None = None
-    params: int | None = None  # filled from the loaded model when None
+# What a model's `params` counts (mmc.models.count_params): run = its non_embedding flag
+PARAM_COUNTS = Registry("parameter count", [Option("total", False), Option("non_embedding", True)])
 
 
-def is_local(source: str) -> bool:
-    return source.startswith(("/", ".", "~")) or Path(source).expanduser().exists()
+@dataclass
+class LocalModelConfig:
+    name: str = MISSING
+    path: str = MISSING  # anything from_pretrained takes: a local directory or a hub id
+    family: str = MISSING
+    revision: Optional[str] = None
+    params: Optional[int] = None  # from the loaded model when null
 
 
-def check_sources(specs: list[ModelSpec]) -> None:
-    """Fail before any scoring on duplicate names or local paths that do not exist."""
-    names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise MMCError(f"duplicate model names {dupes} in the pool; give every model a unique name")
-    for s in specs:
-        if is_local(s.source) and not Path(s.source).expanduser().is_dir():
-            raise MMCError(f"model {s.name!r}: path {s.source} does not exist; fix its `path` in the pool config")
+@dataclass
+class PoolConfig:
+    kind: str = MISSING  # set by the option: pool=zoo, pool=local, ...
+    only: Optional[str] = None  # comma-separated globs over model names: this job takes the matching models
 
 
-def load_model(spec: ModelSpec, device: str = "cpu", dtype=None, device_map: str | None = None,
-               attn_implementation: str | None = "sdpa"):
-    """(model, tokenizer) through the same `from_pretrained` path for local and hub models."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    source = str(Path(spec.source).expanduser()) if is_local(spec.source) else spec.source
-    kwargs = dict(revision=spec.revision, dtype=dtype or torch.float32)
-    if device_map:
-        kwargs["device_map"] = device_map
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision)
-        try:
-            model = AutoModelForCausalLM.from_pretrained(source, attn_implementation=attn_implementation, **kwargs)
-        except (ValueError, ImportError):  # architecture without SDPA support: fall back to its default
-            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except OSError as e:
-        raise MMCError(f"model {spec.name!r}: cannot load {source!r} ({str(e).splitlines()[0]}); "
-                       "check the path or hub id, and the network for hub models") from e
-    if not device_map:
-        model.to(device)
-    model.eval()
-    return model, tokenizer
+@dataclass
+class ScoredPoolConfig(PoolConfig):
+    param_count: str = field(default="total", metadata=choices(PARAM_COUNTS))
 
 
-def count_params(model, non_embedding: bool = False) -> int:
-    """Total parameters (tied weights once); without input/position embeddings on request."""
-    total = sum(p.numel() for p in model.parameters())
-    if not non_embedding:
-        return int(total)
-    import torch
-
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    return int(total - sum(p.numel() for p in model.parameters() if id(p) in embeddings))
+@dataclass
+class ZooPool(ScoredPoolConfig):
+    kind: str = "zoo"
+    zoo: ZooConfig = field(default_factory=ZooConfig)  # families and sizes to train (conf/pool/zoo.yaml)
 
 
-def build_pool(cfg, cache_dir: Path) -> list[ModelSpec]:
-    """The models of a scored pool (PoolConfig of kind zoo, local or tiny_random), `only` applied."""
-    if cfg.kind == "local":
-        if not cfg.models:
-            raise MMCError("pool=local has no models; add {name, path, family} entries to pool.models")
-        specs = [ModelSpec(m.name, m.family, m.path, m.revision, m.params) for m in cfg.models]
-    elif cfg.kind == "zoo":
-        from mmc.zoo import build_zoo
+@dataclass
+class LocalPool(ScoredPoolConfig):
+    kind: str = "local"
+    models: list[LocalModelConfig] = field(default_factory=list)
 
-        specs = build_zoo(cfg.zoo, cache_dir / "zoo")
-    elif cfg.kind == "tiny_random":
-        from mmc.tiny_random import build_tiny_random
 
-        specs = build_tiny_random(cfg.tiny_random, cache_dir / "tiny_random")
-    else:
-        raise MMCError(f"unknown pool kind {cfg.kind!r}; use one of {', '.join(SCORED_KINDS + MATRIX_KINDS)}")
+@dataclass
+class TinyRandomPool(ScoredPoolConfig):
+    kind: str = "tiny_random"
+    tiny_random: TinyRandomConfig = field(default_factory=TinyRandomConfig)
+
+
+@dataclass
+class MatrixPool(PoolConfig):
+    kind: str = "matrix"
+    path: str = MISSING  # a loss_matrix.npz written by an earlier run
+
+
+@dataclass
+class SyntheticPool(PoolConfig):
+    kind: str = "synthetic"
+    n_models: int = 71
+    n_texts: int = 2000
+    seed: int = 0
+
+
+def zoo_models(cfg: ZooPool, cache_dir: Path) -> list[ModelSpec]:
+    from mmc.zoo.build import build_zoo  # torch, transformers, tokenizers: loaded only when a zoo is built
+
+    return build_zoo(cfg.zoo, cache_dir / "zoo")
+
+
+def local_models(cfg: LocalPool, cache_dir: Path) -> list[ModelSpec]:
+    if not cfg.models:
+        raise MMCError("pool=local has no models; add {name, path, family} entries to pool.models")
+    return [ModelSpec(m.name, m.family, m.path, m.revision, m.params) for m in cfg.models]
+
+
+def tiny_random_models(cfg: TinyRandomPool, cache_dir: Path) -> list[ModelSpec]:
+    return build_tiny_random(cfg.tiny_random, cache_dir / "tiny_random")
+
+
+def matrix_losses(cfg: MatrixPool) -> LossMatrix:
+    return LossMatrix.load(cfg.path)
+
+
+def synthetic_losses(cfg: SyntheticPool) -> LossMatrix:
+    return synthetic_loss_matrix(cfg.n_models, cfg.n_texts, cfg.seed)
+
+
+POOLS = Registry("pool kind", [
+    Option("zoo", zoo_models, ZooPool),
+    Option("local", local_models, LocalPool),
+    Option("tiny_random", tiny_random_models, TinyRandomPool),
+    Option("matrix", matrix_losses, MatrixPool),
+    Option("synthetic", synthetic_losses, SyntheticPool),
+])
+
+
+def is_scored(cfg: PoolConfig) -> bool:
+    """A pool of models to score (else it comes as a loss matrix)."""
+    return isinstance(cfg, ScoredPoolConfig)
+
+
+def build_pool(cfg: ScoredPoolConfig, cache_dir: Path) -> list[ModelSpec]:
+    """The models of a scored pool, `only` applied, checked before any scoring."""
+    specs = POOLS.run(cfg.kind)(cfg, cache_dir)
     specs = [specs[i] for i in matching([s.name for s in specs], cfg.only)]
-    check_sources(specs)
+    check_specs(specs)
     return specs
+
+
+def matrix_pool(cfg: PoolConfig) -> LossMatrix:
+    """The LossMatrix of a pool that needs no scoring (kind matrix or synthetic), `only` applied."""
+    lm = POOLS.run(cfg.kind)(cfg)
+    return lm.select_models(matching(lm.models.tolist(), cfg.only)) if cfg.only else lm
 
 
 def matching(names: list[str], only: str | None) -> list[int]:
@@ -103,18 +137,3 @@ def matching(names: list[str], only: str | None) -> list[int]:
     if not chosen:
         raise MMCError(f"pool.only={only!r} matches no model; the pool has: {', '.join(names)}")
     return chosen
-
-
-def matrix_pool(cfg):
-    """The LossMatrix of a pool that needs no scoring (kind matrix or synthetic)."""
-    from mmc.losses import LossMatrix
-
-    if cfg.kind == "matrix":
-        if not cfg.path:
-            raise MMCError("pool=matrix needs pool.path=<a loss_matrix.npz written by an earlier run>")
-        lm = LossMatrix.load(cfg.path)
-    else:
-        from mmc.synthetic import synthetic_loss_matrix
-
-        lm = synthetic_loss_matrix(n_models=cfg.n_models, n_texts=cfg.n_texts, seed=cfg.seed)
-    return lm.select_models(matching(lm.models.tolist(), cfg.only)) if cfg.only else lm

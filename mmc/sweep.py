@@ -122,7 +122,7 @@ def overlay_frontiers(client: MlflowClient, children):
         return None
     ax.set_xscale("log")
     ax.set_xlabel("total parameters P(S)")
-    ax.set_ylabel(f"oracle loss ({children[0].data.params.get('search.unit', 'loss')})")
+    ax.set_ylabel(f"oracle loss ({children[0].data.params.get('loss.unit', 'loss')})")
     ax.set_title("Ensemble frontiers of the sweep's jobs")
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()

@@ -1,5 +1,5 @@
-"""A synthetic loss matrix at the paper's scale (71 models, 10 families), for search and fit work
-without scoring anything.
+"""Synthetic data: a loss matrix at the paper's scale (71 models, 10 families), for search and fit work
+without scoring anything, and pseudo-prose texts for tests and benchmarks.
 
 Per-text loss in nats per byte = irreducible entropy of the text
     + reducible part: difficulty(text) * quality(family) * affinity(family, domain) * (P / 1e8)^-alpha
@@ -22,6 +22,8 @@ FAMILIES = (
 )
 DOMAINS = ("web", "code", "math", "books", "wiki", "news")
 ALPHA = 0.3
+_SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "ba", "do", "fu", "ga", "hi", "jo", "pe",
+              "qu", "we", "xi", "yu", "an", "el", "in", "on", "ur", "st", "tr", "ch", "sh", "th", "ée", "ñu")
 
 
 def synthetic_loss_matrix(n_models: int = 71, n_texts: int = 2000, seed: int = 0) -> LossMatrix:
@@ -68,3 +70,20 @@ def synthetic_loss_matrix(n_models: int = 71, n_texts: int = 2000, seed: int = 0
 
 def _size_label(params: float) -> str:
     return f"{params / 1e9:.3g}b" if params >= 1e9 else f"{params / 1e6:.3g}m"
+
+
+def synthetic_texts(n_texts: int, seed: int = 0, min_words: int = 5, max_words: int = 200) -> list[str]:
+    """Deterministic pseudo-prose: Zipf-distributed words, punctuation, line breaks, a few non-ASCII letters."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 5, size=2000)
+    syllables = rng.integers(0, len(_SYLLABLES), size=(2000, 4))
+    words = np.array(["".join(_SYLLABLES[s] for s in row[:k]) for row, k in zip(syllables, lengths)])
+    zipf = 1.0 / np.arange(1, len(words) + 1)
+    separators = np.array([" "] * 12 + [", ", ". ", ".\n", "; ", " - ", "? "])
+    texts = []
+    for n_words in rng.integers(min_words, max_words + 1, size=n_texts):
+        chosen = rng.choice(words, size=n_words, p=zipf / zipf.sum())
+        seps = rng.choice(separators, size=n_words)
+        text = "".join(w + s for w, s in zip(chosen, seps)).strip()
+        texts.append(text[0].upper() + text[1:] + ".")
+    return texts

@@ -9,38 +9,39 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from mmc.config import TinyRandomConfig
 from mmc.errors import MMCError
-from mmc.pool import ModelSpec, count_params
+from mmc.models import ModelSpec, count_params
+from mmc.registry import check_node, choices
+from mmc.synthetic import synthetic_texts
+from mmc.tokenizer import KINDS as TOKENIZER_KINDS
 from mmc.tokenizer import train_tokenizer
 
 ARCHITECTURES = ("gpt2", "llama", "gpt_neox", "qwen2", "mistral", "phi", "gemma")
 BOS_MODES = ("token", "none", "template")
 _VERSION = 1  # bump when the models built for the same config change
-_SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "ba", "do", "fu", "ga", "hi", "jo", "pe",
-              "qu", "we", "xi", "yu", "an", "el", "in", "on", "ur", "st", "tr", "ch", "sh", "th", "ée", "ñu")
 
 
-def synthetic_texts(n_texts: int, seed: int = 0, min_words: int = 5, max_words: int = 200) -> list[str]:
-    """Deterministic pseudo-prose: Zipf-distributed words, punctuation, line breaks, a few non-ASCII letters."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(2, 5, size=2000)
-    syllables = rng.integers(0, len(_SYLLABLES), size=(2000, 4))
-    words = np.array(["".join(_SYLLABLES[s] for s in row[:k]) for row, k in zip(syllables, lengths)])
-    zipf = 1.0 / np.arange(1, len(words) + 1)
-    separators = np.array([" "] * 12 + [", ", ". ", ".\n", "; ", " - ", "? "])
-    texts = []
-    for n_words in rng.integers(min_words, max_words + 1, size=n_texts):
-        chosen = rng.choice(words, size=n_words, p=zipf / zipf.sum())
-        seps = rng.choice(separators, size=n_words)
-        text = "".join(w + s for w, s in zip(chosen, seps)).strip()
-        texts.append(text[0].upper() + text[1:] + ".")
-    return texts
+@dataclass
+class TinyRandomConfig:
+    """Random-initialised tiny causal LMs, one per (architecture, width): plumbing tests and benchmarks."""
+
+    architectures: list[str] = field(default_factory=lambda: ["gpt2", "llama", "gpt_neox", "qwen2"],
+                                     metadata=choices(ARCHITECTURES))
+    widths: list[int] = field(default_factory=lambda: [32, 64])  # hidden sizes
+    n_layers: int = 2
+    context: int = 256  # max_position_embeddings
+    vocab_size: int = 512
+    tokenizer: str = field(default="bpe", metadata=choices(TOKENIZER_KINDS))  # mmc.tokenizer
+    # token: a BOS token | none: EOS only | template: the tokenizer prepends BOS itself
+    bos: str = field(default="token", metadata=choices(BOS_MODES))
+    seed: int = 0
+
+    def check(self, path: str) -> None:
+        if any(w < 32 or w % 16 for w in self.widths):
+            raise MMCError(f"{path}.widths {self.widths} must be multiples of 16, at least 32")
 
 
 def _model_config(arch: str, width: int, cfg: TinyRandomConfig, tokenizer):
@@ -55,19 +56,9 @@ def _model_config(arch: str, width: int, cfg: TinyRandomConfig, tokenizer):
     )
 
 
-def _check(cfg: TinyRandomConfig) -> None:
-    bad = sorted(set(cfg.architectures) - set(ARCHITECTURES))
-    if bad:
-        raise MMCError(f"unknown tiny_random architectures {bad}; use some of {', '.join(ARCHITECTURES)}")
-    if cfg.bos not in BOS_MODES:
-        raise MMCError(f"unknown tiny_random.bos {cfg.bos!r}; use one of {', '.join(BOS_MODES)}")
-    if any(w < 32 or w % 16 for w in cfg.widths):
-        raise MMCError(f"tiny_random.widths {cfg.widths} must be multiples of 16, at least 32")
-
-
 def build_tiny_random(cfg: TinyRandomConfig, cache_dir: Path) -> list[ModelSpec]:
     """One model per (architecture, width), saved under cache_dir/tiny_random-<config hash>/<name>, reused."""
-    _check(cfg)
+    check_node(cfg, "pool.tiny_random")
     key = hashlib.sha256(json.dumps([_VERSION, asdict(cfg)], sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cache_dir) / f"tiny_random-{key}"
     tokenizer = None

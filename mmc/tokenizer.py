@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
-
 from mmc.errors import MMCError
 
 KINDS = ("bpe", "byte", "wordpiece")
@@ -18,13 +15,16 @@ BOS, EOS, PAD, UNK = "<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, kind: str = "bpe", add_bos: bool = True,
-                    bos_in_template: bool = False) -> PreTrainedTokenizerFast:
+                    bos_in_template: bool = False):
     """Train a tokenizer on `texts` (deterministic for the same texts and arguments). `byte` ignores
     vocab_size (256 bytes + specials); `wordpiece` adds the bytes as continuation pieces (up to +256).
 
     add_bos=False: no BOS token at all (EOS and PAD only). bos_in_template=True: the post-processor
-    prepends BOS itself, like Llama's tokenizers (needs add_bos).
+    prepends BOS itself, like Llama's tokenizers (needs add_bos). Returns a transformers PreTrainedTokenizerFast.
     """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # heavy: not at start-up
+    from transformers import PreTrainedTokenizerFast
+
     if kind not in KINDS:
         raise MMCError(f"unknown tokenizer kind {kind!r}; use one of {', '.join(KINDS)}")
     if bos_in_template and not add_bos:

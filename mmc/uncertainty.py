@@ -15,18 +15,20 @@ import numpy as np
 from tqdm import tqdm
 
 from mmc.errors import MMCError
+from mmc.ensemble.combiners import MinCombiner
 from mmc.fit import CONFIDENCE, PowerLawFit, fit_power_law
-from mmc.frontier import pareto_front
-from mmc.losses import oracle_losses
+from mmc.losses import check_finite
+from mmc.pareto import pareto_front
 
 log = logging.getLogger(__name__)
 
 
 def _check_weighted(weighted, weights) -> tuple[np.ndarray, np.ndarray]:
     weighted = np.asarray(weighted, dtype=np.float64)
-    if weighted.ndim != 2 or not np.isfinite(weighted).all():
-        raise MMCError(f"weighted losses need a finite (models x texts) matrix, got shape {weighted.shape}; "
+    if weighted.ndim != 2:
+        raise MMCError(f"weighted losses need a (models x texts) matrix, got shape {weighted.shape}; "
                        "pass LossMatrix.weighted_losses(...)")
+    check_finite(np.arange(len(weighted)).astype(str), weighted)
     n = weighted.shape[1]
     weights = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=np.float64)
     if weights.shape != (n,) or (weights <= 0).any():
@@ -193,7 +195,7 @@ def heldout_optimism(weighted, params, search_fn: Callable[[np.ndarray], np.ndar
     weighted_a = weighted[:, half_a] / weights[half_a].sum()
     weighted_b = weighted[:, half_b] / weights[half_b].sum()
     members = _check_members(search_fn(weighted_a), len(params))
-    loss_in, loss_out = oracle_losses(weighted_a, members), oracle_losses(weighted_b, members)
+    loss_in, loss_out = MinCombiner(weighted_a).subset_losses(members), MinCombiner(weighted_b).subset_losses(members)
     cost = members @ params
     gap = loss_out - loss_in
     out = {

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from mmc.config import TinyRandomConfig
-from mmc.pool import load_model
-from mmc.tiny_random import build_tiny_random
+from mmc.models import load_model
+from mmc.tiny_random import TinyRandomConfig, build_tiny_random
 
 
 @pytest.fixture(autouse=True)

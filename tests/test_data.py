@@ -10,8 +10,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from mmc.config import DatasetConfig
-from mmc.data import builtin_blocks, load_builtin, load_corpus
+from mmc.data import BuiltinDataset, DatasetConfig, FilesDataset, HfDataset, builtin_blocks, load_builtin, load_corpus
 from mmc.errors import MMCError
 
 
@@ -20,8 +19,8 @@ def held_out(block: str) -> bool:
     return int(hashlib.sha256(block.encode()).hexdigest()[:16], 16) < 0.3 * 2**64
 
 
-def files_cfg(path, **kw) -> DatasetConfig:
-    return DatasetConfig(**{"kind": "files", "path": str(path), "min_chars": 1, "max_chars": None, "max_texts": None,
+def files_cfg(path, **kw) -> FilesDataset:
+    return FilesDataset(**{"path": str(path), "min_chars": 1, "max_chars": None, "max_texts": None,
                             **kw})
 
 
@@ -29,10 +28,10 @@ def files_cfg(path, **kw) -> DatasetConfig:
 
 def test_builtin_is_deterministic_and_in_range():
     # another interpreter, another hash seed: the same texts in the same order
-    code = "from mmc.config import DatasetConfig; from mmc.data import load_corpus; print(load_corpus(DatasetConfig()).hash)"
+    code = "from mmc.data import BuiltinDataset, load_corpus; print(load_corpus(BuiltinDataset()).hash)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONHASHSEED": "12345"})
-    assert out.stdout.strip() == load_corpus(DatasetConfig()).hash
+    assert out.stdout.strip() == load_corpus(BuiltinDataset()).hash
     texts, domains = load_builtin("eval", 200, 2000)
     assert set(domains) == {"prose", "code", "docstrings"}
     assert all(200 <= len(t) <= 2000 for t in texts)
@@ -62,21 +61,21 @@ def test_builtin_code_has_no_docstrings_and_docstrings_are_prose():
 
 
 def test_corpus_is_balanced_seeded_and_reproducible():
-    corpus = load_corpus(DatasetConfig(max_texts=60, seed=1))
+    corpus = load_corpus(BuiltinDataset(max_texts=60, seed=1))
     assert Counter(corpus.domains) == {"prose": 20, "code": 20, "docstrings": 20}
-    again = load_corpus(DatasetConfig(max_texts=60, seed=1))
+    again = load_corpus(BuiltinDataset(max_texts=60, seed=1))
     assert again.ids == corpus.ids and corpus.hash == again.hash
-    other = load_corpus(DatasetConfig(max_texts=60, seed=2))
+    other = load_corpus(BuiltinDataset(max_texts=60, seed=2))
     assert other.ids != corpus.ids
     assert corpus.ids == [hashlib.sha256(t.encode()).hexdigest()[:16] for t in corpus.texts]
     assert list(corpus.n_bytes) == [len(t.encode("utf-8")) for t in corpus.texts]
 
 
 def test_small_domains_run_out_first():
-    corpus = load_corpus(DatasetConfig(max_texts=None, min_chars=200, max_chars=2000))
+    corpus = load_corpus(BuiltinDataset(max_texts=None, min_chars=200, max_chars=2000))
     counts = Counter(corpus.domains)
     n = 3 * counts["prose"] + 30  # beyond prose's share: prose gives all it has, the others share the rest
-    sample = Counter(load_corpus(DatasetConfig(max_texts=n, min_chars=200, max_chars=2000)).domains)
+    sample = Counter(load_corpus(BuiltinDataset(max_texts=n, min_chars=200, max_chars=2000)).domains)
     assert sample["prose"] == counts["prose"] and sum(sample.values()) == n
     assert abs(sample["code"] - sample["docstrings"]) <= 1
 
@@ -156,14 +155,12 @@ def test_bad_paths_and_kinds(tmp_path):
         load_corpus(files_cfg(tmp_path / "missing"))
     with pytest.raises(MMCError, match="no .txt/.jsonl/.csv/.parquet files under"):
         load_corpus(files_cfg(tmp_path))
-    with pytest.raises(MMCError, match="needs dataset.path"):
-        load_corpus(DatasetConfig(kind="files"))
-    with pytest.raises(MMCError, match="unknown dataset.kind"):
+    with pytest.raises(MMCError, match="unknown dataset kind 'web'"):
         load_corpus(DatasetConfig(kind="web"))
-    with pytest.raises(MMCError, match="unknown builtin split"):
-        load_corpus(DatasetConfig(split="test"))
+    with pytest.raises(MMCError, match="dataset.split='test' is not one of eval, train, all"):
+        load_corpus(BuiltinDataset(split="test"))
     with pytest.raises(MMCError, match="min_chars"):
-        load_corpus(DatasetConfig(min_chars=500, max_chars=100))
+        load_corpus(BuiltinDataset(min_chars=500, max_chars=100))
     (tmp_path / "a.parquet").write_bytes(pd.DataFrame({"text": [1, 2]}).to_parquet())
     with pytest.raises(MMCError, match="non-text values"):
         load_corpus(files_cfg(tmp_path / "a.parquet"))
@@ -174,7 +171,7 @@ def test_bad_paths_and_kinds(tmp_path):
 def test_hf_without_datasets_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
     with pytest.raises(MMCError, match=r"pip install mmc\[hf\]"):
-        load_corpus(DatasetConfig(kind="hf", name="wikitext", split="test"))
+        load_corpus(HfDataset(name="wikitext", split="test"))
 
 
 def test_hf_local_dataset_and_missing_field(tmp_path, monkeypatch):
@@ -184,7 +181,7 @@ def test_hf_local_dataset_and_missing_field(tmp_path, monkeypatch):
     data = tmp_path / "ds"
     data.mkdir()
     (data / "train.jsonl").write_text("\n".join(json.dumps({"text": f"text number {i}"}) for i in range(5)))
-    cfg = DatasetConfig(kind="hf", name=str(data), split="train", min_chars=1, max_texts=None)
+    cfg = HfDataset(name=str(data), config_name=None, split="train", min_chars=1, max_texts=None)
     assert load_corpus(cfg).texts == [f"text number {i}" for i in range(5)]
     cfg.text_field = "body"
     with pytest.raises(MMCError, match="has no field 'body'"):

@@ -59,7 +59,7 @@ def test_smoke_run_logs_the_contract(tmp_path):
     assert run.info.status == "FINISHED"
     assert run.data.tags["experiment"] == "smoke"
     assert "git_commit" in run.data.tags and "version.torch" in run.data.tags
-    assert run.data.params["search.unit"] == "bits_per_byte"
+    assert run.data.params["loss.unit"] == "bits_per_byte"
     for metric in CONTRACT_METRICS:
         assert np.isfinite(run.data.metrics[metric]), metric
     # the oracle of all models can only beat the best single model

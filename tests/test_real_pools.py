@@ -9,7 +9,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from mmc.config import LocalModelConfig, PoolConfig, register_configs
+from mmc.config import register_configs
+from mmc.pool import LocalModelConfig, LocalPool
 from mmc.paths import CONF_DIR
 
 POOL_DIR = CONF_DIR / "pool"
@@ -20,7 +21,7 @@ TUNED = re.compile(r"instruct|chat|-it\b|-sft|-dpo|rlhf", re.IGNORECASE)
 SIZE_IN_NAME = re.compile(r"-(\d+(?:\.\d+)?)([mb])\b")
 
 
-def compose_pool(name: str) -> PoolConfig:
+def compose_pool(name: str) -> LocalPool:
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"pool={name}"])
@@ -28,7 +29,7 @@ def compose_pool(name: str) -> PoolConfig:
 
 
 @pytest.fixture(scope="module")
-def base71() -> PoolConfig:
+def base71() -> LocalPool:
     return compose_pool("base71")
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmc import score_cache
-from mmc.pool import ModelSpec
+from mmc.models import ModelSpec
+from mmc.scoring import cache as score_cache
 
 
 def test_chunks_round_trip_and_lookup(tmp_path):

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from mmc.config import ScoringConfig
+from mmc.scoring.config import ScoringConfig
 from mmc.errors import MMCError
-from mmc.scoring import score_texts
+from mmc.scoring.engine import score_texts
 from mmc.scoring.engine import _Scorer, padding_fraction
 from mmc.scoring.windows import plan_windows
-from mmc.tiny_random import synthetic_texts
+from mmc.synthetic import synthetic_texts
 
 TEXTS = [
     "a",  # a single token
@@ -152,7 +152,7 @@ def test_bad_inputs_raise_one_line_errors(tiny_model, tiny_specs):
 
 
 def test_over_long_word_mapped_to_unknown_is_refused(tiny_specs):
-    from mmc.pool import load_model
+    from mmc.models import load_model
 
     (spec,) = tiny_specs(["gpt2"], tokenizer="wordpiece")
     model, tokenizer = load_model(spec)

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 import mmc.scoring.stage as stage
-from mmc.config import ScoringConfig
+from mmc.scoring.config import ScoringConfig
 from mmc.data import Corpus, text_id
 from mmc.errors import MMCError
-from mmc.pool import count_params, load_model
-from mmc.scoring import cached_loss_matrix, score_pool, score_texts
-from mmc.tiny_random import synthetic_texts
+from mmc.models import count_params, load_model
+from mmc.scoring.engine import score_texts
+from mmc.scoring.stage import cached_loss_matrix, score_pool
+from mmc.synthetic import synthetic_texts
 
 
 def corpus(n=10, seed=0) -> Corpus:
@@ -116,7 +117,7 @@ def test_cached_loss_matrix_reads_only_the_cache(tiny_specs, cfg, loads):
 
 def test_pool_errors_before_any_work(tiny_specs, cfg, loads):
     (spec,) = tiny_specs(["gpt2"])
-    with pytest.raises(MMCError, match="param_count"):
+    with pytest.raises(MMCError, match="unknown parameter count .embedding."):
         score_pool([spec], corpus(), cfg, param_count="embedding")
     with pytest.raises(MMCError, match="duplicate"):
         score_pool([spec, spec], corpus(), cfg)

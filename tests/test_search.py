@@ -6,11 +6,11 @@ import itertools
 import numpy as np
 import pytest
 
-from mmc.config import SearchConfig
+from mmc.ensemble.combiners import MinCombiner
 from mmc.errors import MMCError
-from mmc.frontier import pareto_front
-from mmc.losses import LossMatrix, oracle_losses
-from mmc.search import compare_to_exact, run_search, select_families
+from mmc.pareto import pareto_front
+from mmc.losses import LossMatrix
+from mmc.search import STRATEGIES, compare_to_exact, run_search, select_families
 
 
 def brute_force(weighted, params, max_k=None):
@@ -29,7 +29,13 @@ def random_pool(seed, m, n, max_params=100):
 
 
 def search(strategy, weighted, params, models, **kw):
-    return run_search(weighted, params, models, SearchConfig(strategy=strategy, exact_check=False, **kw))
+    return run_search(MinCombiner(weighted), params, models, STRATEGIES[strategy].schema(exact_check=False, **kw))
+
+
+def naive_oracle_losses(weighted, members):
+    """Per subset, the sum over texts of its best member's loss: plain loops."""
+    return np.array([sum(min(weighted[i, x] for i in np.flatnonzero(row)) for x in range(weighted.shape[1]))
+                     for row in members])
 
 
 @pytest.mark.parametrize("seed,m,n,max_k", [(0, 9, 30, None), (1, 11, 20, None), (2, 10, 25, 3), (3, 1, 5, None)])
@@ -99,7 +105,7 @@ def test_exact_time_limit_reports_gaps():
     exact = search("exhaustive", weighted, params, models)
     result = search("exact", weighted, params, models, time_limit=1e-9)
     assert not result.stats["proven_optimal"] and result.stats["n_open_nodes"] > 0
-    np.testing.assert_allclose(result.frontier_loss, oracle_losses(weighted, result.frontier_members), rtol=1e-12)
+    np.testing.assert_allclose(result.frontier_loss, naive_oracle_losses(weighted, result.frontier_members), rtol=1e-12)
     gaps = np.array(result.stats["mip_gaps"])
     at = np.searchsorted(exact.frontier_params, result.frontier_params, side="right") - 1
     true_gap = 1 - exact.frontier_loss[at] / result.frontier_loss  # the best any subset could do at that cost
@@ -110,7 +116,8 @@ def test_exact_time_limit_reports_gaps():
 def test_heuristics_report_no_dominated_point(strategy):
     weighted, params, models = random_pool(9, 12, 40)
     cost, loss, _ = brute_force(weighted, params)
-    result = run_search(weighted, params, models, SearchConfig(strategy=strategy, n_random=20))
+    kw = {"n_random": 20} if strategy == "random" else {}
+    result = run_search(MinCombiner(weighted), params, models, STRATEGIES[strategy].schema(**kw))
     for p, l in zip(result.frontier_params, result.frontier_loss):  # each frontier point is a real subset value
         others = (result.explored_params <= p) & (result.explored_loss <= l)
         strict = (result.explored_params < p) | (result.explored_loss < l)
@@ -133,7 +140,7 @@ def test_pareto_prune_matches_exact_when_frontier_is_nested():
         weighted[i, i * 4: (i + 1) * 4] = 0.1 / (i + 1)
     params = np.arange(1, m + 1) * 10
     models = np.array([f"m{i}" for i in range(m)])
-    result = run_search(weighted, params, models, SearchConfig(strategy="pareto_prune"))
+    result = run_search(MinCombiner(weighted), params, models, STRATEGIES["pareto_prune"].schema())
     cost, loss, _ = brute_force(weighted, params)
     np.testing.assert_array_equal(result.frontier_params, cost)
     np.testing.assert_allclose(result.frontier_loss, loss)

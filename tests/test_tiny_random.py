@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from mmc.config import TinyRandomConfig
 from mmc.errors import MMCError
-from mmc.pool import count_params, load_model
-from mmc.tiny_random import build_tiny_random, synthetic_texts
+from mmc.models import count_params, load_model
+from mmc.synthetic import synthetic_texts
+from mmc.tiny_random import TinyRandomConfig, build_tiny_random
 from mmc.tokenizer import KINDS, train_tokenizer
 
 SAMPLE = " Ünïcödé text — 🙂 x\n\ttabs"

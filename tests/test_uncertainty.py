@@ -5,7 +5,7 @@ import pytest
 
 from mmc.errors import MMCError
 from mmc.fit import fit_power_law
-from mmc.frontier import pareto_front
+from mmc.pareto import pareto_front
 from mmc.uncertainty import (bootstrap_fits, extrapolation_check, floor_reduction, heldout_optimism,
                              resampled_losses)
 

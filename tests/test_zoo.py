@@ -9,12 +9,12 @@ import torch
 from omegaconf import OmegaConf
 
 import mmc.zoo.build as build
-from mmc.config import ZooConfig
 from mmc.data import load_builtin
 from mmc.errors import MMCError
 from mmc.paths import CONF_DIR
-from mmc.pool import ModelSpec, count_params, load_model
-from mmc.zoo import build_zoo, config_hash
+from mmc.models import ModelSpec, count_params, load_model
+from mmc.zoo.build import build_zoo, config_hash
+from mmc.zoo.config import ZooConfig
 from mmc.zoo.train import model_config
 
 
@@ -134,7 +134,7 @@ def test_cache_key_follows_what_changes_the_models():
 
 @pytest.mark.parametrize("edit, message", [
     (lambda c: setattr(c.families[0], "arch", "transformer9000"), "unknown arch"),
-    (lambda c: setattr(c.families[0], "tokenizer", "sentencepiece"), "unknown tokenizer"),
+    (lambda c: setattr(c.families[0], "tokenizer", "sentencepiece"), "tokenizer=.sentencepiece. is not one of"),
     (lambda c: c.families[0].mixture.update(poetry=1.0), "mixture"),
     (lambda c: setattr(c.families[0].sizes[0], "heads", 3), "heads"),
     (lambda c: setattr(c.families[1], "name", "gpt"), "duplicate zoo model names"),
@@ -168,7 +168,7 @@ def test_single_model_table_against_loops():
     import numpy as np
 
     from mmc.losses import LossMatrix
-    from mmc.tables import single_model_table
+    from mmc.analysis import single_model_table
 
     rng = np.random.default_rng(0)
     nll, n_bytes = rng.uniform(100, 900, (3, 5)), rng.integers(100, 400, 5)

@@ -1,5 +1,2 @@
-"""Exact text-level scoring: the engine (score_texts) and the cached pool stage (score_pool, cached_loss_matrix)."""
-from mmc.scoring.engine import score_texts
-from mmc.scoring.stage import cached_loss_matrix, score_pool
-
-__all__ = ["score_texts", "score_pool", "cached_loss_matrix"]
+"""Exact text-level scoring: the schema (config.py, light), the engine (engine.py, windows.py), the cache
+(cache.py) and the pool stage (stage.py: score_pool, cached_loss_matrix). Import the heavy modules directly."""

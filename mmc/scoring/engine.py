@@ -13,31 +13,27 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mmc.config import ScoringConfig
 from mmc.errors import MMCError
+from mmc.scoring.config import ScoringConfig
 from mmc.scoring.windows import Windows, context_length, plan_windows, resolve_window, tokenise
 
 HEAD_CHUNK_ELEMENTS = 2**25  # logits per head chunk: 128 MiB in float32
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def resolve_device(name: str) -> torch.device:
+    """A scoring.device name (mmc.scoring.config.DEVICES) as a torch device; auto: cuda, else mps, else cpu."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
-    if name not in ("cpu", "cuda", "mps"):
-        raise MMCError(f"unknown scoring.device {name!r}; use auto, cpu, cuda or mps")
     return torch.device(name)
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(name: str, device: torch.device) -> str:
+    """A scoring.dtype name (mmc.scoring.config.DTYPES) made concrete: auto is bfloat16 on GPUs that support it."""
     if name == "auto":
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if bf16 else torch.float32
-    if name not in DTYPES:
-        raise MMCError(f"unknown scoring.dtype {name!r}; use auto, {', '.join(DTYPES)}")
-    return DTYPES[name]
+        return "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    return name
 
 
 # Default token budgets per batch: on CPUs, cache-sized batches run fastest (1,024 tokens: 1.7x faster

@@ -7,36 +7,31 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mmc import score_cache
-from mmc.config import ScoringConfig
 from mmc.data import Corpus
 from mmc.errors import MMCError
 from mmc.losses import LossMatrix
+from mmc.models import ModelSpec, check_specs, count_params, load_model
 from mmc.paths import cache_root
-from mmc.pool import ModelSpec, check_sources, count_params, load_model
-from mmc.scoring.engine import DTYPES, resolve_device, resolve_dtype, score_sequences
+from mmc.pool import PARAM_COUNTS
+from mmc.registry import check_node
+from mmc.scoring import cache as score_cache
+from mmc.scoring.config import DTYPES, ScoringConfig
+from mmc.scoring.engine import resolve_device, resolve_dtype, score_sequences
 from mmc.scoring.windows import context_length, resolve_window, tokenise
 
 log = logging.getLogger(__name__)
-PARAM_COUNTS = ("total", "non_embedding")
 
 
 def _root(cfg: ScoringConfig):
     return cache_root(cfg.cache_dir) if cfg.cache_dir else cache_root() / "scores"
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return next(name for name, d in DTYPES.items() if d == dtype)
-
-
 def _check(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param_count: str) -> None:
-    if param_count not in PARAM_COUNTS:
-        raise MMCError(f"unknown param_count {param_count!r}; use total or non_embedding")
+    PARAM_COUNTS[param_count]  # an unknown name raises, listing the known ones
     if not specs or not len(corpus):
         raise MMCError(f"nothing to score ({len(specs)} models, {len(corpus)} texts); check the pool and dataset")
-    if (cfg.batch_tokens is not None and cfg.batch_tokens < 1) or cfg.chunk_texts < 1:
-        raise MMCError("scoring.batch_tokens and scoring.chunk_texts must be positive")
-    check_sources(specs)
+    check_node(cfg, "scoring")
+    check_specs(specs)
 
 
 def _row(spec: ModelSpec, meta: dict, scores: score_cache.CachedScores, hashes, param_count: str):
@@ -50,9 +45,9 @@ def _row(spec: ModelSpec, meta: dict, scores: score_cache.CachedScores, hashes, 
 
 def _score_missing(spec, entry, texts, hashes, missing, cfg, device, dtype) -> dict:
     """Load the model, record its parameter counts, score the missing texts chunk by chunk."""
-    model, tokenizer = load_model(spec, device=str(device), dtype=dtype, device_map=cfg.device_map,
+    model, tokenizer = load_model(spec, device=str(device), dtype=getattr(torch, dtype), device_map=cfg.device_map,
                                   attn_implementation=cfg.attn_implementation)
-    meta = {"name": spec.name, "source": spec.source, "revision": spec.revision, "dtype": _dtype_name(dtype),
+    meta = {"name": spec.name, "source": spec.source, "revision": spec.revision, "dtype": dtype,
             "params": {"total": count_params(model), "non_embedding": count_params(model, non_embedding=True)}}
     score_cache.write_meta(entry, meta)
     window, stride = resolve_window(cfg.window, cfg.stride, context_length(model.config, tokenizer))
@@ -77,7 +72,7 @@ def score_pool(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param
     root, hashes = _root(cfg), score_cache.text_hashes(corpus.texts)
     rows = []
     for spec in specs:
-        entry = score_cache.entry_dir(root, spec, _dtype_name(dtype), cfg.window, cfg.stride, cfg.prefix_token)
+        entry = score_cache.entry_dir(root, spec, dtype, cfg.window, cfg.stride, cfg.prefix_token)
         if cfg.force:
             score_cache.clear_scores(entry)
         meta = score_cache.read_meta(entry)
@@ -94,8 +89,8 @@ def cached_loss_matrix(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfi
     """The LossMatrix from the cache alone (stage=analyze). With dtype auto, any dtype the cache holds in full
     does (this machine's auto dtype first), so scores made on a GPU can be analysed on a laptop."""
     _check(specs, corpus, cfg, param_count)
-    preferred = _dtype_name(resolve_dtype(cfg.dtype, resolve_device(cfg.device)))
-    dtypes = [preferred] + ([d for d in DTYPES if d != preferred] if cfg.dtype == "auto" else [])
+    preferred = resolve_dtype(cfg.dtype, resolve_device(cfg.device))
+    dtypes = [preferred] + ([d for d in DTYPES if d not in ("auto", preferred)] if cfg.dtype == "auto" else [])
     root, hashes = _root(cfg), score_cache.text_hashes(corpus.texts)
     rows = []
     for spec in specs:

@@ -1,95 +1,87 @@
-"""Collaboration search: which subsets of models give the lowest oracle loss per parameter budget.
+"""Collaboration search: which subsets of models give the lowest ensemble loss per parameter budget.
 
-`run_search` checks its inputs, dispatches on cfg.strategy (one module each, all returning a
-SearchResult), and records n_explored, n_frontier, wall_s and, where the exact frontier is at hand,
-how many of its points the strategy missed (compare_to_exact).
+STRATEGIES is the one list of strategies (conf/search/<name>.yaml selects one). Every strategy takes
+a combiner (mmc.ensemble.combiners: how members are combined on each text), the parameter counts and
+the model names, and returns a SearchResult. `run_search` checks the inputs, dispatches, and records
+n_explored, n_frontier, wall_s and, where the exhaustive frontier is cheap, how many of its points the
+strategy missed (compare_to_exact).
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 
-from mmc.config import SearchConfig
+from mmc.ensemble.combiners import Combiner
 from mmc.errors import MMCError
-from mmc.losses import LossMatrix
+from mmc.losses import LossMatrix, check_finite, check_models
+from mmc.registry import Option, Registry, check_node
 from mmc.search.compare import compare_to_exact
-from mmc.search.exact import exact_search
-from mmc.search.exhaustive import exhaustive_search
-from mmc.search.greedy import greedy_search
-from mmc.search.milp import milp_search
-from mmc.search.pareto_prune import pareto_prune_search
-from mmc.search.random_subsets import random_search
+from mmc.search.config import SearchConfig
+from mmc.search.exact import ExactSearch, exact_search
+from mmc.search.exhaustive import ExhaustiveSearch, exhaustive_search, n_subsets
+from mmc.search.greedy import GreedySearch, greedy_search
+from mmc.search.milp import MilpSearch, milp_search
+from mmc.search.pareto_prune import ParetoPruneSearch, pareto_prune_search
+from mmc.search.random_subsets import RandomSearch, random_search
 from mmc.search.result import SearchResult
 
-STRATEGIES = ("exhaustive", "pareto_prune", "greedy", "milp", "exact", "random")
+STRATEGIES = Registry("search strategy", [
+    Option("exhaustive", exhaustive_search, ExhaustiveSearch),
+    Option("pareto_prune", pareto_prune_search, ParetoPruneSearch),
+    Option("greedy", greedy_search, GreedySearch),
+    Option("milp", milp_search, MilpSearch),
+    Option("exact", exact_search, ExactSearch),
+    Option("random", random_search, RandomSearch),
+], key="strategy")
 
-__all__ = ["STRATEGIES", "SearchResult", "compare_to_exact", "run_search", "select_families"]
+__all__ = ["STRATEGIES", "SearchConfig", "SearchResult", "check_monotone", "compare_to_exact", "run_search",
+           "select_families"]
 
 
-def run_search(weighted: np.ndarray, params: np.ndarray, models: np.ndarray, cfg: SearchConfig) -> SearchResult:
-    """Search subsets of the pool; weighted is C (M, N) from LossMatrix.weighted_losses."""
-    weighted, params, models = check_inputs(weighted, params, models, cfg)
+def run_search(combiner: Combiner, params: np.ndarray, models: np.ndarray, cfg: SearchConfig) -> SearchResult:
+    """Search subsets of the pool under `combiner` with the strategy `cfg` is a schema of."""
+    params, models = check_inputs(combiner, params, models, cfg)
     start = time.perf_counter()
-    result = _dispatch(weighted, params, models, cfg)
+    result = STRATEGIES.run(cfg.strategy)(combiner, params, models, cfg)
     result.stats.update(n_explored=result.n_explored, n_frontier=result.n_frontier,
                         wall_s=time.perf_counter() - start)
     if cfg.strategy == "exhaustive":
         result.stats.update(missed_points=0, max_missed_gap=0.0, mean_missed_gap=0.0)
-    elif cfg.exact_check and len(models) <= cfg.exact_max_models and n_subsets(len(models), cfg.max_k) <= cfg.max_subsets:
-        exact = exhaustive_search(weighted, params, models, cfg.max_k)
-        result.stats.update(compare_to_exact(result, exact))
+    elif cfg.exact_check and exact_check_evals(combiner, len(models), cfg.max_k) <= cfg.exact_check_max_evals:
+        result.stats.update(compare_to_exact(result, exhaustive_search(combiner, params, models, cfg)))
     return result
 
 
-def _dispatch(weighted, params, models, cfg: SearchConfig) -> SearchResult:
-    if cfg.strategy == "exhaustive":
-        return exhaustive_search(weighted, params, models, cfg.max_k)
-    if cfg.strategy == "pareto_prune":
-        return pareto_prune_search(weighted, params, models, cfg.max_k)
-    if cfg.strategy == "greedy":
-        return greedy_search(weighted, params, models, cfg.max_k)
-    if cfg.strategy == "milp":
-        return milp_search(weighted, params, models, cfg.max_k, cfg.time_limit, cfg.mip_rel_gap)
-    if cfg.strategy == "exact":
-        return exact_search(weighted, params, models, cfg.max_k, cfg.time_limit, cfg.mip_rel_gap)
-    return random_search(weighted, params, models, cfg.n_random, cfg.max_k, cfg.seed)
+def exact_check_evals(combiner: Combiner, n_models: int, max_k: int | None) -> int:
+    """(subset, text) evaluations of an exhaustive search: what the exact check costs."""
+    return n_subsets(n_models, max_k) * combiner.state_bytes() // 8
 
 
-def n_subsets(n_models: int, max_k: int | None) -> int:
-    return sum(math.comb(n_models, k) for k in range(1, min(max_k or n_models, n_models) + 1))
-
-
-def check_inputs(weighted, params, models, cfg: SearchConfig):
-    """One-line MMCError for any bad input, before any work; returns the arrays as float64/int64/str."""
-    if cfg.strategy not in STRATEGIES:
-        raise MMCError(f"unknown search strategy {cfg.strategy!r}; use one of {', '.join(STRATEGIES)}")
-    weighted, models = np.asarray(weighted, dtype=np.float64), np.asarray(models, dtype=str)
-    params = np.asarray(params, dtype=np.float64)
+def check_inputs(combiner: Combiner, params, models, cfg: SearchConfig):
+    """One-line MMCError for any bad input, before any work; returns params as int64 and names as str."""
+    models, params = np.asarray(models, dtype=str), np.asarray(params)
     m = len(models)
-    if weighted.ndim != 2 or weighted.shape[0] != m or weighted.shape[1] == 0 or params.shape != (m,) or m == 0:
-        raise MMCError(f"search needs losses (models, texts) with texts > 0, params (models,) and names (models,); "
-                       f"got losses {weighted.shape}, params {params.shape}, {m} names")
-    dupes = sorted({x for x in models.tolist() if models.tolist().count(x) > 1})
-    if dupes:
-        raise MMCError(f"duplicate model names {dupes}; give every model of the pool a unique name")
-    bad = ~np.isfinite(weighted).all(axis=1)
-    if bad.any():
-        raise MMCError(f"non-finite losses for models {models[bad].tolist()}; rescore them with scoring.force=true")
-    bad = ~(np.isfinite(params) & (params > 0) & (params == np.round(params)))
-    if bad.any():
-        raise MMCError(f"models {models[bad].tolist()} have no positive integer parameter count; set their `params`")
-    if cfg.max_k is not None and cfg.max_k < 1:
-        raise MMCError(f"search.max_k={cfg.max_k}; use null (all sizes) or a size >= 1")
-    if cfg.strategy == "random" and cfg.n_random < 1:
-        raise MMCError(f"search.n_random={cfg.n_random}; draw at least 1 subset per size")
-    if cfg.strategy in ("milp", "exact") and cfg.time_limit <= 0:
-        raise MMCError(f"search.time_limit={cfg.time_limit}; give the solver a positive number of seconds")
-    if cfg.strategy == "exhaustive" and n_subsets(m, cfg.max_k) > cfg.max_subsets:
-        raise MMCError(f"exhaustive search over {m} models means {n_subsets(m, cfg.max_k):.3g} subsets "
-                       f"(limit search.max_subsets={cfg.max_subsets}); set search.max_k or use search=exact or search=pareto_prune")
-    return weighted, params.astype(np.int64), models
+    if m == 0 or params.shape != (m,) or combiner.n_models != m:
+        raise MMCError(f"search needs one parameter count and one name per model of the combiner; got "
+                       f"{combiner.n_models} models, params {params.shape}, {m} names")
+    check_models(models, params)
+    single = combiner.per_text(combiner.singles())
+    if single.shape[1] == 0:
+        raise MMCError("search got losses on 0 texts; the corpus is empty: check the dataset")
+    check_finite(models, single)
+    check_monotone(cfg, combiner.monotone)
+    STRATEGIES[cfg.strategy]  # an unknown name raises, listing the known ones
+    check_node(cfg, "search")
+    cfg.check_pool(m)
+    return params.astype(np.int64), models
+
+
+def check_monotone(cfg: SearchConfig, monotone: bool) -> None:
+    """exact and milp prune with bounds that hold only when adding a model never raises the loss."""
+    if cfg.needs_monotone and not monotone:
+        raise MMCError(f"search={cfg.strategy} bounds assume the oracle, and this ensemble's loss can rise when a "
+                       "model is added; use search=pareto_prune, exhaustive, greedy or random")
 
 
 def select_families(lm: LossMatrix, families: list[str] | None) -> LossMatrix:

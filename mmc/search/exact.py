@@ -25,11 +25,15 @@ zero when the search finishes).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-from mmc.frontier import pareto_front
+from mmc.ensemble.combiners import MinCombiner
+from mmc.errors import MMCError
+from mmc.pareto import pareto_front
+from mmc.search.config import SearchConfig
 from mmc.search.greedy import greedy_search
 from mmc.search.pareto_prune import pareto_prune_search
 from mmc.search.result import SearchResult
@@ -38,10 +42,26 @@ BATCH_BYTES = 64 * 2**20  # memory of one batch's bounds
 TIE_TOLERANCE = 1e-12  # relative: losses this close to a known point's are ties, not improvements
 
 
-def exact_search(weighted: np.ndarray, params: np.ndarray, models: np.ndarray, max_k: int | None = None,
-                time_limit: float = 60.0, mip_rel_gap: float = 0.0) -> SearchResult:
+@dataclass
+class ExactSearch(SearchConfig):
+    strategy: str = "exact"
+    time_limit: float = 60.0  # seconds for the whole search
+    mip_rel_gap: float = 0.0  # relative optimality gap at which a subtree is pruned
+
+    needs_monotone = True  # its bounds hold for the oracle only
+
+    def check(self, path: str) -> None:
+        super().check(path)
+        if self.time_limit <= 0:
+            raise MMCError(f"{path}.time_limit={self.time_limit}; give the solver a positive number of seconds")
+        if not 0 <= self.mip_rel_gap < 1:
+            raise MMCError(f"{path}.mip_rel_gap={self.mip_rel_gap}; use a gap in [0, 1)")
+
+
+def exact_search(combiner: MinCombiner, params: np.ndarray, models: np.ndarray, cfg: ExactSearch) -> SearchResult:
+    weighted, time_limit, mip_rel_gap = combiner.weighted, cfg.time_limit, cfg.mip_rel_gap
     m = len(weighted)
-    max_k = min(max_k or m, m)
+    max_k = min(cfg.max_k or m, m)
     order = np.argsort(-params, kind="stable")
     by_size = weighted[order]  # models by decreasing size
     cost_sorted = params[order].astype(np.float64)
@@ -50,7 +70,7 @@ def exact_search(weighted: np.ndarray, params: np.ndarray, models: np.ndarray, m
         suffix_min[s] = np.minimum(suffix_min[s + 1], by_size[s])
     prune_below = 1 - max(mip_rel_gap, TIE_TOLERANCE)
 
-    known = [greedy_search(weighted, params, models, max_k), pareto_prune_search(weighted, params, models, max_k)]
+    known = [greedy_search(combiner, params, models, cfg), pareto_prune_search(combiner, params, models, cfg)]
     front_members = np.concatenate([r.frontier_members[:, order] for r in known])  # in sorted model order
     front_cost = np.concatenate([r.frontier_params for r in known])
     front_loss = np.concatenate([r.frontier_loss for r in known])

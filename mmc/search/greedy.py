@@ -7,28 +7,36 @@ only the top of the priority queue needs recomputing (CELF). Two rules: cost-ben
 parameter) and unit cost (gain per model); for each budget the model that would overflow it is
 skipped. Every prefix of every chain is a candidate, as is every single model (the classic
 guarantee for budgeted greedy takes the better of greedy and the best single); the frontier keeps
-the better one per budget.
+the better one per budget. Other combiners (mixtures, routers) are not submodular: their gains
+can grow, so each step recomputes every gain instead.
 """
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
 
 import numpy as np
 
+from mmc.ensemble.combiners import Combiner, take
+from mmc.search.config import SearchConfig
 from mmc.search.result import SearchResult
 
 
-def greedy_search(weighted: np.ndarray, params: np.ndarray, models: np.ndarray, max_k: int | None = None
-                  ) -> SearchResult:
-    m = len(weighted)
-    max_k = min(max_k or m, m)
+@dataclass
+class GreedySearch(SearchConfig):
+    strategy: str = "greedy"
+
+
+def greedy_search(combiner: Combiner, params: np.ndarray, models: np.ndarray, cfg: SearchConfig) -> SearchResult:
+    m = len(params)
+    max_k = min(cfg.max_k or m, m)
     params = params.astype(np.float64)
     rules = {"cost_benefit": params, "unit_cost": np.ones(m)}
-    chains = [greedy_chain(weighted, params, unit, np.inf, max_k) for unit in rules.values()]
+    chains = [greedy_chain(combiner, params, unit, np.inf, max_k) for unit in rules.values()]
     budgets = np.unique(np.concatenate([params] + [np.cumsum(params[c]) for c, _ in chains]))
-    chains += [greedy_chain(weighted, params, unit, b, max_k) for unit in rules.values() for b in budgets]
+    chains += [greedy_chain(combiner, params, unit, b, max_k) for unit in rules.values() for b in budgets]
 
-    members, losses = [np.eye(m, dtype=bool)], [weighted.sum(axis=1)]  # every single model
+    members, losses = [np.eye(m, dtype=bool)], [combiner.single_losses]  # every single model
     for chain, prefix_loss in chains:
         prefixes = np.zeros((len(chain), m), dtype=bool)
         prefixes[:, chain] = np.tri(len(chain), dtype=bool)  # row i: the first i + 1 models
@@ -40,27 +48,38 @@ def greedy_search(weighted: np.ndarray, params: np.ndarray, models: np.ndarray, 
                                         stats={"n_chains": len(chains), "n_budgets": len(budgets)})
 
 
-def greedy_chain(weighted: np.ndarray, params: np.ndarray, unit: np.ndarray, budget: float, max_k: int
+def greedy_chain(combiner: Combiner, params: np.ndarray, unit: np.ndarray, budget: float, max_k: int
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Models in the order greedy adds them (best gain per `unit`, within `budget`, at most max_k),
-    and the loss of each prefix."""
-    current = weighted.max(axis=0)
-    gains = np.maximum(current - weighted, 0).sum(axis=1)
-    queue = [(-g / u, j, 0) for j, (g, u) in enumerate(zip(gains, unit)) if params[j] <= budget]
+    and the loss of each prefix. The empty subset's loss is the combiner's baseline."""
+    singles = combiner.singles()
+    current, current_loss = None, combiner.baseline()
+
+    def gains(index: np.ndarray) -> np.ndarray:
+        grown = take(singles, index) if current is None else combiner.merge(current, take(singles, index))
+        return current_loss - combiner.loss(grown)
+
+    affordable = np.flatnonzero(params <= budget)
+    queue = [(-g / unit[j], j, 0) for j, g in zip(affordable, gains(affordable))]
     heapq.heapify(queue)
     chain, prefix_loss, spent = [], [], 0.0
     while queue and len(chain) < max_k:
+        if not combiner.submodular and queue[0][2] < len(chain):  # stale gains bound nothing: refresh them all
+            index = np.array([j for _, j, _ in queue])
+            queue = [(-g / unit[j], j, len(chain)) for j, g in zip(index, gains(index))]
+            heapq.heapify(queue)
         neg_ratio, j, stamp = heapq.heappop(queue)
         if spent + params[j] > budget:
             continue  # spending only grows: j never fits again
-        if stamp < len(chain):  # stale upper bound: recompute and requeue
-            gain = np.maximum(current - weighted[j], 0).sum()
-            heapq.heappush(queue, (-gain / unit[j], j, len(chain)))
+        if stamp < len(chain):  # a stale gain, an upper bound when gains only shrink: recompute and requeue
+            heapq.heappush(queue, (-gains(np.array([j]))[0] / unit[j], j, len(chain)))
             continue
         if neg_ratio >= 0:
             break  # no model lowers the loss any more
         chain.append(j)
         spent += params[j]
-        np.minimum(current, weighted[j], out=current)
-        prefix_loss.append(current.sum())
+        single = take(singles, slice(j, j + 1))
+        current = single if current is None else combiner.merge(current, single)
+        current_loss = float(combiner.loss(current)[0])
+        prefix_loss.append(current_loss)
     return np.array(chain, dtype=np.int64), np.array(prefix_loss)

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import csr_array, hstack, identity, kron, vstack
 from tqdm import tqdm
 
+from mmc.ensemble.combiners import MinCombiner
+from mmc.errors import MMCError
+from mmc.search.config import SearchConfig
 from mmc.search.greedy import greedy_search
 from mmc.search.pareto_prune import pareto_prune_search
 from mmc.search.result import SearchResult
@@ -35,8 +37,27 @@ COST_RESOLUTION = 1e-8  # relative step below a frontier point's cost to the nex
 TOLERANCES = {"primal_feasibility_tolerance": 1e-9, "mip_feasibility_tolerance": 1e-9}  # HiGHS options
 
 
-def milp_search(weighted: np.ndarray, params: np.ndarray, models: np.ndarray, max_k: int | None = None,
-                time_limit: float = 60.0, mip_rel_gap: float = 0.0) -> SearchResult:
+@dataclass
+class MilpSearch(SearchConfig):
+    strategy: str = "milp"
+    time_limit: float = 60.0  # seconds per budget point
+    mip_rel_gap: float = 0.0  # relative optimality gap at which a budget point is accepted
+
+    needs_monotone = True  # its bounds hold for the oracle only
+
+    def check(self, path: str) -> None:
+        super().check(path)
+        if self.time_limit <= 0:
+            raise MMCError(f"{path}.time_limit={self.time_limit}; give the solver a positive number of seconds")
+        if not 0 <= self.mip_rel_gap < 1:
+            raise MMCError(f"{path}.mip_rel_gap={self.mip_rel_gap}; use a gap in [0, 1)")
+
+
+def milp_search(combiner: MinCombiner, params: np.ndarray, models: np.ndarray, cfg: MilpSearch) -> SearchResult:
+    from scipy.optimize import Bounds, LinearConstraint, milp  # scipy.optimize: slow to import, only used here
+    from scipy.sparse import csr_array, hstack, identity, kron, vstack
+
+    weighted, max_k, time_limit, mip_rel_gap = combiner.weighted, cfg.max_k, cfg.time_limit, cfg.mip_rel_gap
     m = len(weighted)
     params = np.asarray(params, dtype=np.int64)
     columns, counts = np.unique(weighted, axis=1, return_counts=True)  # identical texts: exact merge
@@ -53,7 +74,7 @@ def milp_search(weighted: np.ndarray, params: np.ndarray, models: np.ndarray, ma
     matrix = vstack(rows).tocsr()
     lower = np.r_[np.ones(n), np.full(m * n + len(rows) - 2, -np.inf)]
     integrality = np.r_[np.ones(m), np.zeros(m * n)]
-    known = [greedy_search(weighted, params, models, max_k), pareto_prune_search(weighted, params, models, max_k)]
+    known = [greedy_search(combiner, params, models, cfg), pareto_prune_search(combiner, params, models, cfg)]
     known_members = np.concatenate([r.frontier_members for r in known])  # incumbents: heuristic frontiers
     known_params = np.concatenate([r.frontier_params for r in known])
     known_loss = np.concatenate([r.frontier_loss for r in known])

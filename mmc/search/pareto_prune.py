@@ -7,27 +7,38 @@ never reached (see compare_to_exact).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from tqdm import tqdm
 
-from mmc.frontier import pareto_front
+from mmc.ensemble.combiners import Combiner, take
+from mmc.pareto import pareto_front
+from mmc.search.config import SearchConfig
 from mmc.search.result import SearchResult
 
 
-def pareto_prune_search(weighted: np.ndarray, params: np.ndarray, models: np.ndarray, max_k: int | None = None
+@dataclass
+class ParetoPruneSearch(SearchConfig):
+    strategy: str = "pareto_prune"
+
+
+def pareto_prune_search(combiner: Combiner, params: np.ndarray, models: np.ndarray, cfg: SearchConfig
                         ) -> SearchResult:
-    m, n = weighted.shape
-    max_k = min(max_k or m, m)
-    members, cost, loss = np.eye(m, dtype=bool), params.astype(np.float64), weighted.sum(axis=1)
+    m = len(params)
+    max_k = min(cfg.max_k or m, m)
+    singles = combiner.singles()
+    members, cost, loss = np.eye(m, dtype=bool), params.astype(np.float64), combiner.loss(singles)
     explored_params, explored_loss = [cost], [loss]
     front = pareto_front(cost, loss)
     members, cost, loss = members[front], cost[front], loss[front]
-    parent_min = weighted[front]  # per-text minimum of the frontier subsets of the last size
+    parent_state = take(singles, front)  # states of the frontier subsets of the last size
     parents = np.arange(len(front))  # their rows in members
     kept_per_size = [len(front)]
 
     for k in tqdm(range(2, max_k + 1), desc="pareto_prune", leave=False):
-        child_loss = np.stack([np.minimum(weighted, row).sum(axis=1) for row in parent_min])  # (parents, m)
+        child_loss = np.stack([combiner.loss(combiner.merge(take(parent_state, slice(p, p + 1)), singles))
+                               for p in range(len(parents))])  # (parents, m)
         parent_id, added = np.nonzero(~members[parents])
         child = members[parents[parent_id]].copy()
         child[np.arange(len(child)), added] = True
@@ -47,7 +58,7 @@ def pareto_prune_search(weighted: np.ndarray, params: np.ndarray, models: np.nda
         kept_per_size.append(len(new))
         if len(new) == 0:
             break
-        parent_min = np.minimum(parent_min[parent_id[new]], weighted[added[new]])
+        parent_state = combiner.merge(take(parent_state, parent_id[new]), take(singles, added[new]))
         parents = np.flatnonzero(front >= len(all_members) - len(child))
 
     return SearchResult.from_candidates(

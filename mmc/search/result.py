@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmc.frontier import pareto_front
+from mmc.pareto import pareto_front
 
 
 @dataclass

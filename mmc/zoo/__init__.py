@@ -1,4 +1,4 @@
-"""The offline default pool: families of tiny causal LMs trained here on the builtin corpus (see build.py)."""
-from mmc.zoo.build import build_zoo, config_hash
+"""The offline default pool: families of tiny causal LMs trained here on the builtin corpus.
 
-__all__ = ["build_zoo", "config_hash"]
+config.py is the schema (light, read at start-up); build.py trains and caches the models (torch).
+"""

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mmc.config import ZooConfig
-from mmc.data import DOMAINS, load_builtin
+from mmc.data import load_builtin
 from mmc.errors import MMCError
-from mmc.pool import ModelSpec
-from mmc.tokenizer import KINDS
+from mmc.models import ModelSpec
+from mmc.registry import check_node
+from mmc.tokenizer import train_tokenizer
+from mmc.zoo.config import ZooConfig
 from mmc.zoo.train import INFO_FILE, train_model
 
 VERSION = 1  # bump when the same config would train different models
@@ -48,33 +49,14 @@ def build_zoo(cfg: ZooConfig, cache_dir: Path) -> list[ModelSpec]:
 
 
 def check(cfg: ZooConfig) -> None:
-    """Every bad zoo setting, before any training."""
+    """Every bad zoo setting, before any training: the schema's rules, and architectures transformers knows."""
     from transformers import CONFIG_MAPPING
 
-    if not cfg.families:
-        raise MMCError("the zoo has no families; add some under pool.zoo.families (see conf/pool/zoo.yaml)")
-    names = [f"{f.name}-{s.name}" for f in cfg.families for s in f.sizes]
-    if len(set(names)) != len(names):
-        raise MMCError(f"duplicate zoo model names in {names}; give families and their sizes unique names")
-    if min(cfg.steps, cfg.batch_size, cfg.context, cfg.threads) < 1:
-        raise MMCError("pool.zoo.steps, batch_size, context and threads must all be positive")
+    check_node(cfg, "pool.zoo")
     for f in cfg.families:
-        where = f"zoo family {f.name!r}"
-        if not f.sizes:
-            raise MMCError(f"{where} has no sizes; list at least one under its `sizes`")
         if f.arch not in CONFIG_MAPPING:
-            raise MMCError(f"{where}: unknown arch {f.arch!r}; use a transformers model_type such as gpt2, llama, "
-                           "gpt_neox, qwen2")
-        if f.tokenizer not in KINDS:
-            raise MMCError(f"{where}: unknown tokenizer {f.tokenizer!r}; use one of {', '.join(KINDS)}")
-        bad = sorted(set(f.mixture) - set(DOMAINS))
-        if bad or not f.mixture or min(f.mixture.values()) < 0 or sum(f.mixture.values()) <= 0:
-            raise MMCError(f"{where}: mixture {dict(f.mixture)} needs non-negative weights over {', '.join(DOMAINS)}, "
-                           "not all zero")
-        for s in f.sizes:
-            if s.hidden % s.heads or s.heads % (f.kv_heads or s.heads):
-                raise MMCError(f"{where} size {s.name!r}: heads ({s.heads}) must divide hidden ({s.hidden}) and be "
-                               f"a multiple of kv_heads ({f.kv_heads})")
+            raise MMCError(f"zoo family {f.name!r}: unknown arch {f.arch!r}; use a transformers model_type such as "
+                           "gpt2, llama, gpt_neox, qwen2")
 
 
 def config_hash(cfg: ZooConfig) -> str:
@@ -90,8 +72,6 @@ def family_streams(family, texts: list[str], domains: list[str], cfg: ZooConfig,
     [BOS] + tokens of each training document, concatenated, from a seeded random subset of documents
     (STREAM_CHARS_PER_TOKEN characters per token trained on: mostly fresh windows, bounded encoding time)."""
     from transformers import AutoTokenizer
-
-    from mmc.tokenizer import train_tokenizer
 
     rng = np.random.default_rng(cfg.seed)
     weights = {d: w for d, w in family.mixture.items() if w > 0}

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from tqdm.auto import trange
 
-from mmc.config import ZooConfig, ZooFamilyConfig, ZooSizeConfig
-from mmc.pool import count_params
+from mmc.models import count_params
+from mmc.zoo.config import ZooConfig, ZooFamilyConfig, ZooSizeConfig
 
 INFO_FILE = "mmc_zoo.json"  # written last: a model directory without it is incomplete
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmc.pool import ModelSpec, is_local
+from mmc.models import ModelSpec, is_local
 
 SCORER_VERSION = 1  # bump when a change of the engine changes its numbers
 

@@ -1,4 +1,4 @@
-"""The analysis of one loss matrix: search, frontiers, fits, uncertainty, figures (no I/O here)."""
+"""The analysis of one loss matrix: search, frontiers, fits, uncertainty, tables, figures (no I/O here)."""
 from __future__ import annotations
 
 import itertools
@@ -8,20 +8,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mmc import plots
-from mmc.config import FitConfig, SearchConfig
+from mmc.ensemble.combiners import MinCombiner
 from mmc.errors import MMCError
-from mmc.fit import PowerLawFit, compare_floor, fit_power_law, fit_table
-from mmc.losses import LossMatrix
-from mmc.search import run_search, select_families
-from mmc.search.result import SearchResult
-from mmc.tables import single_model_table
+from mmc.fit import FitConfig, PowerLawFit, compare_floor, fit_power_law, fit_table
+from mmc.losses import LossConfig, LossMatrix
+from mmc.search import SearchConfig, SearchResult, run_search, select_families
 from mmc.uncertainty import bootstrap_fits, extrapolation_check, floor_reduction, heldout_optimism
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Study:
+class Analysis:
     lm: LossMatrix  # the analysed pool (after search.families)
     ensemble: SearchResult
     single: SearchResult
@@ -39,6 +37,10 @@ def single_models(weighted: np.ndarray, params: np.ndarray, models: np.ndarray) 
     return SearchResult.from_candidates("single", models, members, params, weighted.sum(axis=1))
 
 
+def oracle_search(weighted: np.ndarray, lm: LossMatrix, search: SearchConfig) -> SearchResult:
+    return run_search(MinCombiner(weighted), lm.params, lm.models, search)
+
+
 def try_fit(name: str, result: SearchResult, fit: FitConfig, skipped: dict) -> PowerLawFit | None:
     """The curve's fit, or None with the reason kept in `skipped` (too few points, no decline, ...)."""
     try:
@@ -49,7 +51,7 @@ def try_fit(name: str, result: SearchResult, fit: FitConfig, skipped: dict) -> P
         return None
 
 
-def group_searches(lm: LossMatrix, search: SearchConfig) -> dict[str, SearchResult]:
+def group_searches(lm: LossMatrix, loss: LossConfig, search: SearchConfig) -> dict[str, SearchResult]:
     """Each family alone (homogeneous, named by the family) and each pair ('a+b'), searched alike."""
     families = sorted(set(lm.families.tolist()))
     groups = {f: [f] for f in families}
@@ -57,19 +59,18 @@ def group_searches(lm: LossMatrix, search: SearchConfig) -> dict[str, SearchResu
     out = {}
     for name, members in groups.items():
         sub = select_families(lm, members)
-        weighted = sub.weighted_losses(search.unit, search.aggregate, search.ref_bytes_per_token)
-        out[name] = run_search(weighted, sub.params, sub.models, search)
+        out[name] = oracle_search(sub.weighted_losses(loss), sub, search)
     return out
 
 
-def analyze(lm: LossMatrix, search: SearchConfig, fit: FitConfig) -> Study:
+def analyze(lm: LossMatrix, loss: LossConfig, search: SearchConfig, fit: FitConfig) -> Analysis:
     lm = select_families(lm, search.families)
-    weighted = lm.weighted_losses(search.unit, search.aggregate, search.ref_bytes_per_token)
-    ensemble = run_search(weighted, lm.params, lm.models, search)
+    weighted = lm.weighted_losses(loss)
+    ensemble = oracle_search(weighted, lm, search)
     single = single_models(weighted, lm.params, lm.models)
     curves = {"single": single, "ensemble": ensemble}
     if fit.groups and len(set(lm.families.tolist())) > 1:
-        curves.update(group_searches(lm, search))
+        curves.update(group_searches(lm, loss, search))
 
     skipped: dict[str, str] = {}
     fits = {name: f for name, result in curves.items() if (f := try_fit(name, result, fit, skipped)) is not None}
@@ -89,9 +90,9 @@ def analyze(lm: LossMatrix, search: SearchConfig, fit: FitConfig) -> Study:
             extras[f"floor_test.{name}"] = _or_reason(compare_floor, curves[name].frontier_params,
                                                       curves[name].frontier_loss, fit.residuals, fit.robust)
     table = fit_table(fits) if "single" in fits else []
-    extras.update(uncertainty(lm, weighted, ensemble, search, fit, metrics, fits))
+    extras.update(uncertainty(lm, weighted, ensemble, loss, search, fit, metrics, fits))
 
-    unit_label = search.unit.replace("_", " ")
+    unit_label = loss.unit.replace("_", " ")
     figures = {
         "frontier.png": plots.plot_frontier(ensemble, lm.params, single.explored_loss, lm.families,
                                             {n: fits[n] for n in ("single", "ensemble") if n in fits}, unit_label),
@@ -102,13 +103,29 @@ def analyze(lm: LossMatrix, search: SearchConfig, fit: FitConfig) -> Study:
         frontiers["all"] = (ensemble.frontier_params, ensemble.frontier_loss)
         group_fits = {("all" if n == "ensemble" else n): f for n, f in fits.items() if n != "single"}
         figures["homo_vs_hetero.png"] = plots.plot_groups(frontiers, group_fits, unit_label)
-    singles = single_model_table(lm, search.unit, search.aggregate, search.ref_bytes_per_token)
-    return Study(lm, ensemble, single, fits, table, singles, metrics, extras, figures)
+    singles = single_model_table(lm, loss)
+    return Analysis(lm, ensemble, single, fits, table, singles, metrics, extras, figures)
 
 
-def uncertainty(lm, weighted, ensemble, search, fit, metrics, fits) -> dict:
+def single_model_table(lm: LossMatrix, loss: LossConfig | None = None) -> list[dict]:
+    """Rows {name, family, params, loss_<domain> for each domain, loss}, sorted by family then params: the
+    single_model_table.csv of every run. A domain's loss aggregates over its texts only, as the overall one does."""
+    loss = loss or LossConfig()
+    weighted = lm.weighted_losses(loss)
+    columns = {"loss": weighted.sum(axis=1)}
+    weights = lm.text_weights(loss.aggregate)
+    for domain in np.unique(lm.domains):
+        mask = lm.domains == domain
+        columns[f"loss_{domain}"] = weighted[:, mask].sum(axis=1) / weights[mask].sum()
+    domains = sorted(k for k in columns if k != "loss")
+    rows = [{"name": str(lm.models[i]), "family": str(lm.families[i]), "params": int(lm.params[i]),
+             **{k: float(columns[k][i]) for k in domains + ["loss"]}} for i in range(lm.n_models)]
+    return sorted(rows, key=lambda r: (r["family"], r["params"], r["name"]))
+
+
+def uncertainty(lm, weighted, ensemble, loss, search, fit, metrics, fits) -> dict:
     """Bootstrap intervals, held-out optimism and the extrapolation check, each where it applies."""
-    out, weights = {}, lm.text_weights(search.aggregate)
+    out, weights = {}, lm.text_weights(loss.aggregate)
     if fit.bootstrap and {"single", "ensemble"} <= set(fits):
         candidates = np.vstack([ensemble.frontier_members, np.eye(lm.n_models, dtype=bool)])
         boots = bootstrap_fits(weighted, lm.params, candidates, fit.bootstrap, fit.seed, weights,
@@ -121,7 +138,7 @@ def uncertainty(lm, weighted, ensemble, search, fit, metrics, fits) -> dict:
                 metrics[f"fit.{name}.{constant}_boot_lo"], metrics[f"fit.{name}.{constant}_boot_hi"] = lo, hi
     if fit.heldout and lm.n_texts >= 4:
         def search_half(weighted_half):
-            return run_search(weighted_half, lm.params, lm.models, search).frontier_members
+            return oracle_search(weighted_half, lm, search).frontier_members
 
         out["heldout"] = _or_reason(heldout_optimism, weighted, lm.params, search_half, fit.seed, weights,
                                     residuals=fit.residuals, robust=fit.robust)

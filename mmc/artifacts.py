@@ -1,4 +1,4 @@
-"""Writes a run's results to MLflow in the DESIGN contract's names and shapes."""
+"""What a run logs to MLflow: the DESIGN contract's artifacts, tables, metrics and figures, in its names and shapes."""
 from __future__ import annotations
 
 import math
@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mmc import tracking
+from mmc.analysis import Analysis
 from mmc.data import Corpus
 from mmc.losses import LossMatrix
 from mmc.search.result import SearchResult
@@ -53,16 +54,16 @@ def frontier_rows(result: SearchResult) -> pd.DataFrame:
     })
 
 
-def log_study(study) -> None:
-    """Artifacts, tables, metrics and figures of an analysed loss matrix (a mmc.study.Study)."""
-    mlflow.log_param("analysis.families", ",".join(sorted(set(study.lm.families.tolist())))[:6000])
-    log_table(frontier_rows(study.ensemble), "frontier.csv")
-    log_table(frontier_rows(study.single), "single_frontier.csv")
-    tracking.log_json({name: fit.to_dict() for name, fit in study.fits.items()}, "fits.json")
-    log_table(study.fit_table, "fit_table.csv")
-    log_table(study.single_table, "single_model_table.csv")
-    tracking.log_json(study.extras, "analysis.json")
-    for name, value in study.metrics.items():
+def log_analysis(analysis: Analysis) -> None:
+    """Artifacts, tables, metrics and figures of an analysed loss matrix."""
+    mlflow.log_param("analysis.families", ",".join(sorted(set(analysis.lm.families.tolist())))[:6000])
+    log_table(frontier_rows(analysis.ensemble), "frontier.csv")
+    log_table(frontier_rows(analysis.single), "single_frontier.csv")
+    tracking.log_json({name: fit.to_dict() for name, fit in analysis.fits.items()}, "fits.json")
+    log_table(analysis.fit_table, "fit_table.csv")
+    log_table(analysis.single_table, "single_model_table.csv")
+    tracking.log_json(analysis.extras, "analysis.json")
+    for name, value in analysis.metrics.items():
         log_metric(name, value)
-    for name, figure in study.figures.items():
+    for name, figure in analysis.figures.items():
         tracking.log_figure(figure, name)

@@ -1,0 +1,160 @@
+"""Combiners: how a subset's members are combined on each text, as states that merge.
+
+The state of a subset is a tuple of arrays whose first axis runs over subsets. `singles()` gives the
+state of every model alone, `merge(a, b)` the state of the union of two disjoint subsets, and
+`loss(state)` the subset's loss: a weighted sum over texts, in the run's unit. Search strategies grow
+subsets only through these, so one strategy serves every combiner:
+
+- MinCombiner (the oracle): the state is the per-text minimum of C[i, x] = w_x L_i(x) (weighted losses).
+- RouterCombiner: a predictor Â (models x texts, lower is better) routes each text to the member with
+  the lowest prediction, which is paid its true weighted loss; the state is (lowest prediction, paid).
+  The oracle is the router with Â = C.
+- MixtureCombiner: the uniform Bayesian mixture of the members' text probabilities,
+  NLL_mix(x) = -log((1/|S|) sum_i exp(-NLL_i(x))), kept as a running log-sum-exp (max, scaled sum,
+  count), so texts thousands of nats long neither overflow nor underflow.
+
+`monotone` says that adding a member never raises the loss (exact and milp rely on it); `submodular`
+that gains only shrink as the subset grows (greedy's lazy evaluation relies on it).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+State = tuple  # arrays with a leading subsets axis
+
+CHUNK_BYTES = 64 * 2**20  # memory of the states built at once by subset_losses
+
+
+class Combiner:
+    monotone = False
+    submodular = False
+
+    def singles(self) -> State:
+        raise NotImplementedError
+
+    def merge(self, a: State, b: State) -> State:
+        raise NotImplementedError
+
+    def loss(self, state: State) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def n_models(self) -> int:
+        return len(self.singles()[0])
+
+    @property
+    def single_losses(self) -> np.ndarray:
+        """(M,) the loss of every model alone."""
+        return self.loss(self.singles())
+
+    def baseline(self) -> float:
+        """Loss before any model is chosen, for gains from the empty subset: sum over texts of the worst
+        single model's weighted loss (a constant, so it never changes which model is best)."""
+        return float(self.per_text(self.singles()).max(axis=0).sum())
+
+    def per_text(self, state: State) -> np.ndarray:
+        """(B, N) weighted loss per text; loss(state) is its row sum."""
+        raise NotImplementedError
+
+    def state_bytes(self) -> int:
+        """Bytes of one subset's state."""
+        return sum(a[0].nbytes for a in self.singles())
+
+    def subset_losses(self, members: np.ndarray) -> np.ndarray:
+        """Loss of each subset of a bool (S, M) matrix (no empty rows), folding members' states in chunks."""
+        members = np.asarray(members, dtype=bool)
+        singles, out = self.singles(), np.empty(len(members))
+        chunk = max(1, CHUNK_BYTES // max(1, self.state_bytes()))
+        for start in range(0, len(members), chunk):
+            block = members[start:start + chunk]
+            first = block.argmax(axis=1)
+            state = take(singles, first)  # every subset starts as its first member
+            for j in range(block.shape[1]):
+                rows = np.flatnonzero(block[:, j] & (first != j))
+                if len(rows):
+                    merged = self.merge(take(state, rows), take(singles, slice(j, j + 1)))
+                    for whole, part in zip(state, merged):
+                        whole[rows] = part
+            out[start:start + chunk] = self.loss(state)
+        return out
+
+
+def take(state: State, index) -> State:
+    return tuple(a[index] for a in state)
+
+
+def concat(states: list[State]) -> State:
+    return tuple(np.concatenate(parts) for parts in zip(*states))
+
+
+class MinCombiner(Combiner):
+    """The oracle: per text, the member with the lowest loss. `weighted` is C (M, N)."""
+
+    monotone = True
+    submodular = True
+
+    def __init__(self, weighted: np.ndarray):
+        self.weighted = np.asarray(weighted, dtype=np.float64)
+
+    def singles(self) -> State:
+        return (self.weighted,)
+
+    def merge(self, a: State, b: State) -> State:
+        return (np.minimum(a[0], b[0]),)
+
+    def per_text(self, state: State) -> np.ndarray:
+        return state[0]
+
+    def loss(self, state: State) -> np.ndarray:
+        return state[0].sum(axis=-1)
+
+
+class RouterCombiner(Combiner):
+    """Route each text to the member with the lowest prediction `predicted` (M, N); pay `weighted` (M, N).
+
+    Ties in prediction go to the member merged first (the lower model index when subsets grow in index order).
+    """
+
+    def __init__(self, predicted: np.ndarray, weighted: np.ndarray):
+        self.predicted = np.asarray(predicted, dtype=np.float64)
+        self.weighted = np.asarray(weighted, dtype=np.float64)
+
+    def singles(self) -> State:
+        return self.predicted, self.weighted
+
+    def merge(self, a: State, b: State) -> State:
+        b_wins = b[0] < a[0]
+        return np.where(b_wins, b[0], a[0]), np.where(b_wins, b[1], a[1])
+
+    def per_text(self, state: State) -> np.ndarray:
+        return state[1]
+
+    def loss(self, state: State) -> np.ndarray:
+        return state[1].sum(axis=-1)
+
+
+class MixtureCombiner(Combiner):
+    """The uniform whole-text mixture: `nll` (M, N) in nats, `scale` (N,) turns a text's nats into its weighted
+    loss in the run's unit (unit factor times text weight)."""
+
+    def __init__(self, nll: np.ndarray, scale: np.ndarray):
+        nll = np.asarray(nll, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        self._singles = (-nll, np.ones_like(nll), np.ones((len(nll), 1)))
+
+    def singles(self) -> State:
+        return self._singles
+
+    def merge(self, a: State, b: State) -> State:
+        top = np.maximum(a[0], b[0])  # running max of log-probabilities
+        return top, a[1] * np.exp(a[0] - top) + b[1] * np.exp(b[0] - top), a[2] + b[2]
+
+    def mixture_nll(self, state: State) -> np.ndarray:
+        """(B, N) NLL of the mixture in nats."""
+        return -(state[0] + np.log(state[1]) - np.log(state[2]))
+
+    def per_text(self, state: State) -> np.ndarray:
+        return self.mixture_nll(state) * self.scale
+
+    def loss(self, state: State) -> np.ndarray:
+        return self.per_text(state).sum(axis=-1)
