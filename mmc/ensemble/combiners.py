@@ -7,8 +7,8 @@ subsets only through these, so one strategy serves every combiner:
 
 - MinCombiner (the oracle): the state is the per-text minimum of C[i, x] = w_x L_i(x) (weighted losses).
 - RouterCombiner: a predictor Â (models x texts, lower is better) routes each text to the member with
-  the lowest prediction, which is paid its true weighted loss; the state is (lowest prediction, paid).
-  The oracle is the router with Â = C.
+  the lowest prediction, which is paid its true weighted loss; the state is (lowest prediction, paid,
+  chosen member). The oracle is the router with Â = C.
 - MixtureCombiner: the uniform Bayesian mixture of the members' text probabilities,
   NLL_mix(x) = -log((1/|S|) sum_i exp(-NLL_i(x))), kept as a running log-sum-exp (max, scaled sum,
   count), so texts thousands of nats long neither overflow nor underflow.
@@ -112,19 +112,25 @@ class MinCombiner(Combiner):
 class RouterCombiner(Combiner):
     """Route each text to the member with the lowest prediction `predicted` (M, N); pay `weighted` (M, N).
 
-    Ties in prediction go to the member merged first (the lower model index when subsets grow in index order).
+    The state is (lowest prediction, loss paid, index of the chosen member); ties in prediction go to the
+    lower model index, so a subset's loss does not depend on the order its members were merged in.
     """
 
     def __init__(self, predicted: np.ndarray, weighted: np.ndarray):
-        self.predicted = np.asarray(predicted, dtype=np.float64)
-        self.weighted = np.asarray(weighted, dtype=np.float64)
+        predicted = np.asarray(predicted, dtype=np.float64)
+        index = np.broadcast_to(np.arange(len(predicted), dtype=np.int32)[:, None], predicted.shape).copy()
+        self._singles = (predicted, np.asarray(weighted, dtype=np.float64), index)
 
     def singles(self) -> State:
-        return self.predicted, self.weighted
+        return self._singles
 
     def merge(self, a: State, b: State) -> State:
-        b_wins = b[0] < a[0]
-        return np.where(b_wins, b[0], a[0]), np.where(b_wins, b[1], a[1])
+        b_wins = (b[0] < a[0]) | ((b[0] == a[0]) & (b[2] < a[2]))
+        return tuple(np.where(b_wins, y, x) for x, y in zip(a, b))
+
+    def chosen(self, state: State) -> np.ndarray:
+        """(B, N) index of the member each text is routed to."""
+        return state[2]
 
     def per_text(self, state: State) -> np.ndarray:
         return state[1]
