@@ -20,7 +20,6 @@ from omegaconf import DictConfig, OmegaConf
 from mmc import cli
 from mmc.config import Config, Stage, from_container, register_configs, validate
 from mmc.errors import MMCError
-from mmc.sweep import parent_run_id
 
 log = logging.getLogger("mmc")
 register_configs()
@@ -91,7 +90,12 @@ def main(cfg: DictConfig) -> dict | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         config = rerun_config(cfg.rerun, cfg.tracking.uri) if cfg.rerun else validate(cfg)
-        return run(config, job_tags(config), parent_run_id(HydraConfig.get().sweep.dir) if multirun else None)
+        parent_id = None
+        if multirun:
+            from mmc.sweep import parent_run_id  # mlflow: loaded by jobs, never at start-up
+
+            parent_id = parent_run_id(HydraConfig.get().sweep.dir)
+        return run(config, job_tags(config), parent_id)
     except MMCError as e:
         print(f"error: {e}", file=sys.stderr)
         if not multirun:

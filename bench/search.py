@@ -2,6 +2,7 @@
 
     python bench/search.py            # the goal sizes (the exact frontier at --exact-models x --exact-texts)
     python bench/search.py --quick    # small sizes, seconds
+    python bench/search.py --readings [loss_matrix.npz ...]   # pareto_prune global vs per_size vs exact
 
 Baselines: pareto_prune as a per-(subset, model) loop with frozensets; exhaustive as an itertools
 loop over subsets, one numpy min per subset, timed on its first --baseline-subsets subsets and
@@ -21,6 +22,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_array, hstack, identity, kron, vstack
 
 from mmc.ensemble.combiners import MinCombiner
+from mmc.losses import LossMatrix
 from mmc.pareto import pareto_front
 from mmc.search import STRATEGIES, compare_to_exact, run_search
 from mmc.synthetic import synthetic_loss_matrix
@@ -86,8 +88,24 @@ def timed(strategy, lm, **kw):
     return result, time.perf_counter() - start
 
 
+def readings(pools: dict) -> None:
+    """The paper's pruning, read globally and per size, against the exact frontier of each pool."""
+    print("| pool | reading | frontier points | subsets explored | Pareto configs kept | exact points missed "
+          "(of) | max gap | s |\n|---|---|---|---|---|---|---|---|")
+    for name, lm in pools.items():
+        exact, _ = timed("exact", lm, time_limit=600)
+        for prune in ("global", "per_size"):
+            result, seconds = timed("pareto_prune", lm, prune=prune)
+            missed = compare_to_exact(result, exact)
+            print(f"| {name} | {prune} | {result.n_frontier:,} | {result.n_explored:,} | "
+                  f"{result.stats['n_pareto_configs']:,} | {missed['missed_points']} ({exact.n_frontier}) | "
+                  f"{missed['max_missed_gap']:.2g} | {seconds:.2f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--readings", nargs="*", metavar="LOSS_MATRIX_NPZ",
+                    help="only compare pareto_prune's two readings: on synthetic 71 x 1,000 and on these matrices")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--exact-models", type=int, default=30)
     ap.add_argument("--exact-texts", type=int, default=1000)
@@ -96,6 +114,10 @@ def main():
     ap.add_argument("--scale", type=int, nargs="*", default=None, help="exact: more pool sizes (models)")
     ap.add_argument("--mip-sweep", type=int, nargs=2, default=(16, 300), help="models texts: the full milp sweep")
     args = ap.parse_args()
+    if args.readings is not None:
+        pools = {"synthetic 71 x 1,000": synthetic_loss_matrix(71, 1000)}
+        pools.update({path: LossMatrix.load(path) for path in args.readings})
+        return readings(pools)
     prune_size, exh_size, exact_size = ((71, 2000), (16, 500), (12, 200)) if args.quick else \
         ((71, 10000), (20, 2000), (args.exact_models, args.exact_texts))
     if args.scale is None:

@@ -233,3 +233,43 @@ def test_select_families():
         select_families(lm, ["c"])
     with pytest.raises(MMCError, match="available"):
         select_families(lm, [])
+
+
+def naive_pareto_prune(weighted, params, per_size, max_k=None):
+    """The paper's procedure on frozensets, both readings: (frontier (cost, loss) pairs, subsets explored)."""
+    m = len(params)
+
+    def value(s):
+        return float(sum(params[i] for i in s)), sum(min(weighted[i, x] for i in s) for x in range(weighted.shape[1]))
+
+    def pareto(subsets):
+        points = {s: value(s) for s in subsets}
+        return {s for s, (c, l) in points.items()
+                if not any(c2 <= c and l2 <= l and (c2 < c or l2 < l) for c2, l2 in points.values())}
+
+    level = pareto({frozenset([i]) for i in range(m)})
+    kept, explored = set(level), m
+    for _ in range(2, (max_k or m) + 1):
+        children = {s | {j} for s in level for j in range(m) if j not in s}
+        explored += len(children)
+        if per_size:  # the Pareto set within this size
+            level = pareto(children)
+            kept |= level
+        else:
+            front = pareto(kept | children)
+            level, kept = front & children, front
+        if not level:
+            break
+    return sorted({value(s) for s in pareto(kept)}), explored
+
+
+@pytest.mark.parametrize("prune", ["global", "per_size"])
+@pytest.mark.parametrize("seed,m,n,max_k", [(20, 8, 15, None), (21, 9, 10, 4), (22, 7, 30, None)])
+def test_pareto_prune_readings_equal_a_naive_implementation(prune, seed, m, n, max_k):
+    weighted, params, models = random_pool(seed, m, n)
+    want, explored = naive_pareto_prune(weighted, params, prune == "per_size", max_k)
+    result = search("pareto_prune", weighted, params, models, prune=prune, max_k=max_k)
+    assert result.frontier_params.tolist() == [c for c, _ in want]
+    np.testing.assert_allclose(result.frontier_loss, [l for _, l in want], rtol=1e-12)
+    assert result.n_explored == explored
+

@@ -34,8 +34,8 @@ from mmc.ensemble.combiners import MinCombiner
 from mmc.errors import MMCError
 from mmc.pareto import pareto_front
 from mmc.search.config import SearchConfig
-from mmc.search.greedy import greedy_search
-from mmc.search.pareto_prune import pareto_prune_search
+from mmc.search.greedy import GreedySearch, greedy_search
+from mmc.search.pareto_prune import ParetoPruneSearch, pareto_prune_search
 from mmc.search.result import SearchResult
 
 BATCH_BYTES = 64 * 2**20  # memory of one batch's bounds
@@ -70,7 +70,8 @@ def exact_search(combiner: MinCombiner, params: np.ndarray, models: np.ndarray, 
         suffix_min[s] = np.minimum(suffix_min[s + 1], by_size[s])
     prune_below = 1 - max(mip_rel_gap, TIE_TOLERANCE)
 
-    known = [greedy_search(combiner, params, models, cfg), pareto_prune_search(combiner, params, models, cfg)]
+    known = [greedy_search(combiner, params, models, GreedySearch(max_k=cfg.max_k)),
+             pareto_prune_search(combiner, params, models, ParetoPruneSearch(max_k=cfg.max_k))]
     front_members = np.concatenate([r.frontier_members[:, order] for r in known])  # in sorted model order
     front_cost = np.concatenate([r.frontier_params for r in known])
     front_loss = np.concatenate([r.frontier_loss for r in known])

@@ -28,8 +28,8 @@ from tqdm import tqdm
 from mmc.ensemble.combiners import MinCombiner
 from mmc.errors import MMCError
 from mmc.search.config import SearchConfig
-from mmc.search.greedy import greedy_search
-from mmc.search.pareto_prune import pareto_prune_search
+from mmc.search.greedy import GreedySearch, greedy_search
+from mmc.search.pareto_prune import ParetoPruneSearch, pareto_prune_search
 from mmc.search.result import SearchResult
 
 OBJECTIVE_SCALE = 1000.0  # best single model's loss in solver units: HiGHS's absolute gap (1e-6) is negligible
@@ -74,7 +74,8 @@ def milp_search(combiner: MinCombiner, params: np.ndarray, models: np.ndarray, c
     matrix = vstack(rows).tocsr()
     lower = np.r_[np.ones(n), np.full(m * n + len(rows) - 2, -np.inf)]
     integrality = np.r_[np.ones(m), np.zeros(m * n)]
-    known = [greedy_search(combiner, params, models, cfg), pareto_prune_search(combiner, params, models, cfg)]
+    known = [greedy_search(combiner, params, models, GreedySearch(max_k=cfg.max_k)),
+             pareto_prune_search(combiner, params, models, ParetoPruneSearch(max_k=cfg.max_k))]
     known_members = np.concatenate([r.frontier_members for r in known])  # incumbents: heuristic frontiers
     known_params = np.concatenate([r.frontier_params for r in known])
     known_loss = np.concatenate([r.frontier_loss for r in known])
