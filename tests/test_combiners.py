@@ -8,7 +8,8 @@ from decimal import Decimal, getcontext
 import numpy as np
 import pytest
 
-from mmc.ensemble.combiners import MinCombiner, MixtureCombiner, RouterCombiner
+from mmc.ensemble.combiners import (MinCombiner, MixtureCombiner, PrefixRouterCombiner, RouterCombiner,
+                                    SwitchingMixtureCombiner)
 from mmc.errors import MMCError
 from mmc.search import STRATEGIES, run_search
 
@@ -35,25 +36,58 @@ def naive_mixture(nll, scale, subset) -> float:
     return total
 
 
+def naive_prefix_router(prefix, rest, scale, subset) -> float:
+    """Per text: the members' mixture on the prefix, then the rest from the first member with the lowest prefix NLL."""
+    total = 0.0
+    for x in range(prefix.shape[1]):
+        mixture = naive_mixture(prefix[:, [x]], [1.0], subset)
+        best = min(subset, key=lambda i: (prefix[i, x], i))
+        total += (mixture + rest[best, x]) * scale[x]
+    return total
+
+
+def naive_switching(segments, segment_text, scale, rate, subset) -> float:
+    """Fixed share, text by text and segment by segment, in plain floats."""
+    total = 0.0
+    for x in range(len(scale)):
+        weights = {i: 1 / len(subset) for i in subset}
+        nll = 0.0
+        for g in np.flatnonzero(segment_text == x):
+            p = sum(w * math.exp(-segments[i, g]) for i, w in weights.items())
+            nll -= math.log(p)
+            weights = {i: (1 - rate) * w * math.exp(-segments[i, g]) / p + rate / len(subset)
+                       for i, w in weights.items()}
+        total += nll * scale[x]
+    return total
+
+
 def naive_min(weighted, subset) -> float:
     return sum(min(weighted[i, x] for i in subset) for x in range(weighted.shape[1]))
 
 
 def random_pool(seed, m=7, n=12):
+    """Per-segment NLLs of n texts (1 to 5 segments each), their totals, a prefix/rest split, a predictor."""
     rng = np.random.default_rng(seed)
-    nll = rng.uniform(5, 60, (m, n))
+    segment_text = np.repeat(np.arange(n), rng.integers(1, 6, n))
+    segments = rng.uniform(0.5, 12, (m, len(segment_text)))
+    nll = np.stack([np.bincount(segment_text, weights=row, minlength=n) for row in segments])
+    prefix = nll * rng.uniform(0.1, 0.6, (m, n))  # shares differ by model: prefix and rest rank models differently
     scale = rng.uniform(0.01, 0.1, n)
     predicted = np.round(rng.uniform(0, 3, (m, n)), 1)  # coarse: many ties
-    return nll, scale, predicted, rng.integers(1, 1000, m), np.array([f"m{i}" for i in range(m)])
+    return (nll, scale, predicted, rng.integers(1, 1000, m), np.array([f"m{i}" for i in range(m)]), segments,
+            segment_text, prefix)
 
 
 def combiners(seed):
-    nll, scale, predicted, params, models = random_pool(seed)
+    nll, scale, predicted, params, models, segments, segment_text, prefix = random_pool(seed)
     weighted = nll * scale
     naive = {"min": lambda s: naive_min(weighted, s), "router": lambda s: naive_router(predicted, weighted, s),
-             "mixture": lambda s: naive_mixture(nll, scale, s)}
+             "mixture": lambda s: naive_mixture(nll, scale, s),
+             "prefix": lambda s: naive_prefix_router(prefix, nll - prefix, scale, s),
+             "switching": lambda s: naive_switching(segments, segment_text, scale, 0.2, s)}
     built = {"min": MinCombiner(weighted), "router": RouterCombiner(predicted, weighted),
-             "mixture": MixtureCombiner(nll, scale)}
+             "mixture": MixtureCombiner(nll, scale), "prefix": PrefixRouterCombiner(prefix, nll - prefix, scale),
+             "switching": SwitchingMixtureCombiner(segments, segment_text, scale, 0.2)}
     return built, naive, params, models
 
 
@@ -69,7 +103,7 @@ def brute_force(naive, params, m):
     return sorted(set(front))
 
 
-@pytest.mark.parametrize("kind", ["min", "router", "mixture"])
+@pytest.mark.parametrize("kind", ["min", "router", "mixture", "prefix", "switching"])
 def test_subset_losses_match_loops(kind):
     built, naive, _, _ = combiners(0)
     subsets = all_subsets(7)
@@ -79,7 +113,7 @@ def test_subset_losses_match_loops(kind):
     np.testing.assert_allclose(built[kind].subset_losses(members), [naive[kind](s) for s in subsets], rtol=1e-10)
 
 
-@pytest.mark.parametrize("kind", ["router", "mixture"])
+@pytest.mark.parametrize("kind", ["router", "mixture", "prefix"])
 def test_merge_order_does_not_matter(kind):
     built, naive, _, _ = combiners(1)
     comb, singles = built[kind], built[kind].singles()
@@ -91,7 +125,7 @@ def test_merge_order_does_not_matter(kind):
             assert comb.loss(state)[0] == pytest.approx(naive[kind](subset), rel=1e-10)
 
 
-@pytest.mark.parametrize("kind", ["min", "router", "mixture"])
+@pytest.mark.parametrize("kind", ["min", "router", "mixture", "prefix", "switching"])
 def test_merging_two_subsets_gives_their_union(kind):
     built, naive, _, _ = combiners(6)
     comb, singles = built[kind], built[kind].singles()
@@ -132,7 +166,7 @@ def test_mixture_of_texts_thousands_of_nats_long():
 
 
 @pytest.mark.parametrize("chunk_bytes", [None, 64])
-@pytest.mark.parametrize("kind", ["router", "mixture"])
+@pytest.mark.parametrize("kind", ["router", "mixture", "prefix", "switching"])
 def test_exhaustive_equals_brute_force_for_any_combiner(kind, chunk_bytes, monkeypatch):
     """chunk_bytes=64: a low table of one model, so most subsets come from merging two multi-member states."""
     import mmc.search.exhaustive as exhaustive
@@ -147,7 +181,7 @@ def test_exhaustive_equals_brute_force_for_any_combiner(kind, chunk_bytes, monke
     np.testing.assert_allclose([l for _, l in got], [l for _, l in want], rtol=1e-10)
 
 
-@pytest.mark.parametrize("kind", ["router", "mixture"])
+@pytest.mark.parametrize("kind", ["router", "mixture", "prefix", "switching"])
 @pytest.mark.parametrize("strategy", ["pareto_prune", "greedy", "random"])
 def test_heuristics_for_any_combiner(kind, strategy):
     """Every reported point is its members' true loss, none beats the exact frontier, and the check says how
@@ -167,8 +201,36 @@ def test_heuristics_for_any_combiner(kind, strategy):
 
 
 @pytest.mark.parametrize("strategy", ["exact", "milp"])
-@pytest.mark.parametrize("kind", ["router", "mixture"])
+@pytest.mark.parametrize("kind", ["router", "mixture", "prefix", "switching"])
 def test_bounded_strategies_refuse_non_monotone_combiners(strategy, kind):
     built, _, params, models = combiners(5)
     with pytest.raises(MMCError, match=f"search={strategy} bounds assume the oracle"):
         run_search(built[kind], params, models, STRATEGIES[strategy].schema())
+
+
+def test_switching_at_rate_zero_is_the_whole_text_mixture():
+    nll, scale, _, _, _, segments, segment_text, _ = random_pool(7)
+    members = np.array([[True, False, True, True, False, False, True], [True] * 7, [False] * 6 + [True]])
+    switching = SwitchingMixtureCombiner(segments, segment_text, scale, 0.0).subset_losses(members)
+    np.testing.assert_allclose(switching, MixtureCombiner(nll, scale).subset_losses(members), rtol=1e-12)
+
+
+def test_fixed_share_regret_bound_on_random_paths():
+    """Per text, for any path through the members with m switches over T segments:
+    NLL_fixed_share <= NLL_path + ln k + m ln(k / rate) + (T - 1 - m) ln(1 / (1 - rate))."""
+    rng = np.random.default_rng(8)
+    for rate in (0.01, 0.1, 0.5):
+        for _ in range(30):
+            k, t = int(rng.integers(1, 6)), int(rng.integers(1, 12))
+            segments = rng.exponential(rng.uniform(0.5, 20), (k, t))
+            comb = SwitchingMixtureCombiner(segments, np.zeros(t, dtype=int), np.ones(1), rate)
+            got = comb.subset_losses(np.ones((1, k), dtype=bool))[0]
+            path = rng.integers(0, k, t)
+            switches = int((path[1:] != path[:-1]).sum())
+            bound = (segments[path, np.arange(t)].sum() + math.log(k) + switches * math.log(k / rate)
+                     + (t - 1 - switches) * math.log(1 / (1 - rate)))
+            assert got <= bound + 1e-9
+            best = segments.min(axis=0)  # the segment oracle's path (any switches) bounds it too
+            switches = int((segments.argmin(axis=0)[1:] != segments.argmin(axis=0)[:-1]).sum())
+            assert got <= best.sum() + math.log(k) + switches * math.log(k / rate) + \
+                (t - 1 - switches) * math.log(1 / (1 - rate)) + 1e-9

@@ -164,3 +164,86 @@ class MixtureCombiner(Combiner):
 
     def loss(self, state: State) -> np.ndarray:
         return self.per_text(state).sum(axis=-1)
+
+
+class PrefixRouterCombiner(Combiner):
+    """Every member reads a text's prefix, predicted by their uniform mixture; the rest of the text goes to the
+    member whose prefix NLL was lowest (the mixture's posterior favourite). `prefix_nll`, `rest_nll` (M, N) in
+    nats; `scale` (N,) as for MixtureCombiner. The state is the prefix mixture's, then the rest's router's."""
+
+    def __init__(self, prefix_nll: np.ndarray, rest_nll: np.ndarray, scale: np.ndarray):
+        self.prefix = MixtureCombiner(prefix_nll, scale)
+        self.rest = RouterCombiner(prefix_nll, np.asarray(rest_nll, dtype=np.float64) * scale)
+
+    def singles(self) -> State:
+        return self.prefix.singles() + self.rest.singles()
+
+    def merge(self, a: State, b: State) -> State:
+        return self.prefix.merge(a[:3], b[:3]) + self.rest.merge(a[3:], b[3:])
+
+    def chosen(self, state: State) -> np.ndarray:
+        """(B, N) the member each text's rest is routed to."""
+        return self.rest.chosen(state[3:])
+
+    def per_text(self, state: State) -> np.ndarray:
+        return self.prefix.per_text(state[:3]) + self.rest.per_text(state[3:])
+
+    def loss(self, state: State) -> np.ndarray:
+        return self.per_text(state).sum(axis=-1)
+
+
+class SwitchingMixtureCombiner(Combiner):
+    """Fixed share (Herbster and Warmuth) over a subset's members, updated at segment boundaries.
+
+    Per text, weights start uniform over the |S| members; each segment is predicted by the weighted mixture
+    of the members' probabilities exp(-NLL), the weights become the posterior, then a share `rate` of them is
+    spread uniformly: w <- (1 - rate) w + rate / |S|. At rate 0 this is the whole-text mixture. It does not
+    fold members one at a time, so the state is the membership itself (B, M) and `loss` runs the recursion.
+
+    `segment_nll` (M, G) holds the segments of every text in order, `segment_text` (G,) their text's index,
+    `scale` (N,) per text as for MixtureCombiner.
+    """
+
+    def __init__(self, segment_nll: np.ndarray, segment_text: np.ndarray, scale: np.ndarray, rate: float):
+        segment_nll, segment_text = np.asarray(segment_nll, dtype=np.float64), np.asarray(segment_text)
+        self.scale, self.rate = np.asarray(scale, dtype=np.float64), float(rate)
+        m, n = len(segment_nll), len(self.scale)
+        first = np.searchsorted(segment_text, np.arange(n))  # segments are grouped by text, in order
+        position = np.arange(len(segment_text)) - first[segment_text]
+        self.valid = np.zeros((n, position.max() + 1), dtype=bool)  # (N, S_max): which padded slots are segments
+        self.valid[segment_text, position] = True
+        self.log_prob = np.zeros((n, position.max() + 1, m))  # (N, S_max, M): -NLL of each segment
+        self.log_prob[segment_text, position] = -segment_nll.T
+        self._singles = (np.eye(m, dtype=bool),)
+
+    def singles(self) -> State:
+        return self._singles
+
+    def merge(self, a: State, b: State) -> State:
+        return (a[0] | b[0],)
+
+    def state_bytes(self) -> int:
+        return self.log_prob.size * 8 // max(1, self.log_prob.shape[1])  # the recursion's working set per subset
+
+    def per_text(self, state: State) -> np.ndarray:
+        members = state[0]
+        size = members.sum(axis=1)[:, None, None]  # (B, 1, 1)
+        member = members[:, None, :]  # (B, 1, M)
+        log_w = np.where(member, -np.log(size), -np.inf)  # (B, N, M) after broadcasting below
+        log_w = np.broadcast_to(log_w, (len(members), len(self.scale), members.shape[1])).copy()
+        nll = np.zeros(log_w.shape[:2])
+        with np.errstate(divide="ignore"):
+            keep, share = np.log1p(-self.rate), np.log(self.rate / size)
+        for s in range(self.valid.shape[1]):
+            joint = log_w + self.log_prob[None, :, s, :]
+            top = joint.max(axis=-1, keepdims=True)
+            mix = top[..., 0] + np.log(np.exp(joint - top).sum(axis=-1))  # log of the mixture's segment probability
+            valid = self.valid[:, s]
+            nll -= np.where(valid, mix, 0.0)
+            posterior = joint - mix[..., None]
+            shared = np.where(member, np.logaddexp(keep + posterior, share), -np.inf)
+            log_w = np.where(valid[None, :, None], shared, log_w)
+        return nll * self.scale
+
+    def loss(self, state: State) -> np.ndarray:
+        return self.per_text(state).sum(axis=-1)
