@@ -27,3 +27,20 @@ class SearchConfig:
             raise MMCError(f"{path}.max_k={self.max_k}; use null (all sizes) or a size >= 1")
         if self.exact_check_max_evals < 0:
             raise MMCError(f"{path}.exact_check_max_evals={self.exact_check_max_evals}; use 0 or more")
+
+
+@dataclass
+class SolverSearch(SearchConfig):
+    """The exact strategies (exact, milp): bounds that assume the oracle, a time limit and a gap."""
+
+    time_limit: float = 60.0  # seconds: for the whole search (exact), for each budget point (milp)
+    mip_rel_gap: float = 0.0  # relative optimality gap at which a subtree is pruned (exact) or a point accepted (milp)
+
+    needs_monotone = True  # the bounds hold for the oracle only
+
+    def check(self, path: str) -> None:
+        super().check(path)
+        if self.time_limit <= 0:
+            raise MMCError(f"{path}.time_limit={self.time_limit}; give the solver a positive number of seconds")
+        if not 0 <= self.mip_rel_gap < 1:
+            raise MMCError(f"{path}.mip_rel_gap={self.mip_rel_gap}; use a gap in [0, 1)")

@@ -31,9 +31,8 @@ import numpy as np
 from tqdm import tqdm
 
 from mmc.ensemble.combiners import MinCombiner
-from mmc.errors import MMCError
 from mmc.pareto import pareto_front
-from mmc.search.config import SearchConfig
+from mmc.search.config import SolverSearch
 from mmc.search.greedy import GreedySearch, greedy_search
 from mmc.search.pareto_prune import ParetoPruneSearch, pareto_prune_search
 from mmc.search.result import SearchResult
@@ -43,19 +42,8 @@ TIE_TOLERANCE = 1e-12  # relative: losses this close to a known point's are ties
 
 
 @dataclass
-class ExactSearch(SearchConfig):
+class ExactSearch(SolverSearch):
     strategy: str = "exact"
-    time_limit: float = 60.0  # seconds for the whole search
-    mip_rel_gap: float = 0.0  # relative optimality gap at which a subtree is pruned
-
-    needs_monotone = True  # its bounds hold for the oracle only
-
-    def check(self, path: str) -> None:
-        super().check(path)
-        if self.time_limit <= 0:
-            raise MMCError(f"{path}.time_limit={self.time_limit}; give the solver a positive number of seconds")
-        if not 0 <= self.mip_rel_gap < 1:
-            raise MMCError(f"{path}.mip_rel_gap={self.mip_rel_gap}; use a gap in [0, 1)")
 
 
 def exact_search(combiner: MinCombiner, params: np.ndarray, models: np.ndarray, cfg: ExactSearch) -> SearchResult:
