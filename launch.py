@@ -58,7 +58,7 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
         artifacts.log_loss_matrix(lm)
         if config.stage != Stage.score:
             artifacts.log_analysis(analyze(lm, config.loss, config.search, config.fit))
-        artifacts.log_metric("time.total_s", time.time() - started)
+        artifacts.log_metrics({"time.total_s": time.time() - started})
         return {"run_id": active.info.run_id}
 
 

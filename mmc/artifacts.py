@@ -17,9 +17,9 @@ from mmc.losses import LossMatrix
 from mmc.search.result import SearchResult
 
 
-def log_metric(name: str, value: float) -> None:
-    if value is not None and math.isfinite(float(value)):
-        mlflow.log_metric(name, float(value))
+def log_metrics(metrics: dict[str, float]) -> None:
+    """One batched call for every finite value (MLflow has no NaN or missing metrics)."""
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))})
 
 
 def log_table(rows: list[dict] | pd.DataFrame, name: str) -> None:
@@ -31,8 +31,7 @@ def log_corpus(corpus: Corpus) -> None:
     mlflow.log_params({"corpus.hash": corpus.hash, "corpus.n_texts": len(corpus),
                        "corpus.n_bytes": int(corpus.n_bytes.sum())})
     mlflow.set_tags({f"corpus.domain.{d}": n for d, n in sorted(domains.items())})
-    for d, n in domains.items():
-        log_metric(f"corpus.n_texts.{d}", n)
+    log_metrics({f"corpus.n_texts.{d}": n for d, n in domains.items()})
 
 
 def log_loss_matrix(lm: LossMatrix) -> None:
@@ -63,7 +62,6 @@ def log_analysis(analysis: Analysis) -> None:
     log_table(analysis.fit_table, "fit_table.csv")
     log_table(analysis.single_table, "single_model_table.csv")
     tracking.log_json(analysis.extras, "analysis.json")
-    for name, value in analysis.metrics.items():
-        log_metric(name, value)
+    log_metrics(analysis.metrics)
     for name, figure in analysis.figures.items():
         tracking.log_figure(figure, name)

@@ -26,6 +26,10 @@ RESIDUALS = Registry("residuals", [
 ROBUST = ("linear", "soft_l1", "huber", "cauchy", "arctan")  # scipy least_squares losses; linear: plain squares
 CONFIDENCE = 0.95
 ALPHA_GRID = np.geomspace(0.01, 5.0, 120)
+# scipy least_squares settings, given to lmfit and to refit alike (they are lmfit's defaults, stated so that both
+# solve the same problem the same way); lmfit's budget for 3 varying constants is 2 * 2000 * (3 + 1) evaluations
+SOLVER = dict(jac="2-point", ftol=1e-8, xtol=1e-8, gtol=1e-8, x_scale=1.0)  # scipy: method trf
+LMFIT_MAX_NFEV = 2 * 2000 * (3 + 1)
 
 
 @dataclass
@@ -172,34 +176,21 @@ def fit_power_law(params, losses, residuals: str = "log", robust: str = "linear"
     `warn`): as many points as constants (no uncertainties), a singular covariance, alpha or L_inf
     at a bound, no convergence.
     """
-    if robust not in ROBUST:
-        raise MMCError(f"unknown robust loss {robust!r}; use one of {', '.join(ROBUST)}")
     import lmfit  # with scipy.stats: slow to import, so not at start-up
     from scipy import stats
 
-    residual = RESIDUALS.run(residuals)
     k = 3 if floor else 2
-    params, losses = _check_points(params, losses, k)
-    n = len(losses)
-    scale = float(np.exp(np.log(params).mean()))
-    x = params / scale
-    l_max = float(losses.min())
-    if start is None:
-        a0, alpha0, l0 = _scan_start(x, losses, floor, residual)
-    else:  # warm start: the same curve expressed in this fit's scale
-        a0, alpha0 = start.A * scale ** -start.alpha, start.alpha
-        l0 = min(start.L_inf, 0.99 * l_max) if floor else 0.0
-
+    params, losses, x, scale, residual, (a0, alpha0, l0) = _problem(params, losses, residuals, robust, floor, start)
+    n, l_max = len(losses), float(losses.min())
     pars = lmfit.Parameters()
     pars.add("A", value=a0, min=0.0)
     pars.add("alpha", value=alpha0, min=0.0)
-    pars.add("L_inf", value=l0 if floor else 0.0, min=0.0, max=l_max, vary=floor)
+    pars.add("L_inf", value=l0, min=0.0, max=l_max, vary=floor)
 
     def objective(p):
-        model = p["A"].value * x ** -p["alpha"].value + p["L_inf"].value
-        return residual(np.maximum(model, 1e-300), losses)
+        return _residuals(p["A"].value, p["alpha"].value, p["L_inf"].value, x, losses, residual)
 
-    result = lmfit.minimize(objective, pars, method="least_squares", loss=robust)
+    result = lmfit.minimize(objective, pars, method="least_squares", loss=robust, **SOLVER)
     a_s, alpha, l_inf = (float(result.params[name].value) for name in ("A", "alpha", "L_inf"))
     rss = float(np.sum(result.residual ** 2))
     notes = []
@@ -230,14 +221,7 @@ def fit_power_law(params, losses, residuals: str = "log", robust: str = "linear"
     alpha_ci = (max(alpha - t * err["alpha"], 0.0), alpha + t * err["alpha"])
     l_ci = (max(l_inf - t * err["L_inf"], 0.0), min(l_inf + t * err["L_inf"], l_max))
 
-    if alpha < 1e-4 or a_s < 1e-12:
-        notes.append("A or alpha at its bound 0: the fitted curve is flat, the losses barely fall with params")
-    if floor and l_inf < 1e-6 * l_max:
-        notes.append("L_inf at its bound 0: the data support no floor (see compare_floor)")
-    if floor and l_inf > (1 - 1e-6) * l_max:
-        notes.append("L_inf at its bound min(losses): the floor is not identified by these points")
-    if not result.success:
-        notes.append(f"optimiser did not converge: {result.message}")
+    notes += _bound_notes(a_s, alpha, l_inf, l_max, floor, result.success, result.message)
 
     if warn:
         for note in notes:
@@ -250,6 +234,56 @@ def fit_power_law(params, losses, residuals: str = "log", robust: str = "linear"
         aic=misfit + 2 * k, bic=misfit + k * math.log(n),
         floor=floor, residual_kind=residuals, robust=robust, notes=notes,
     )
+
+
+def refit(params, losses, start: PowerLawFit, residuals: str = "log", robust: str = "linear"
+          ) -> tuple[tuple[float, float, float], list[str]]:
+    """(A, alpha, L_inf) of fit_power_law(params, losses, residuals, robust, start=start) and its notes on
+    bounds and convergence, without uncertainties: the same least-squares problem handed to the same scipy
+    solver with the same settings, so the constants agree to the last bit (tests/test_fit.py) at a third of
+    the cost, since lmfit's per-evaluation bookkeeping is skipped. The bootstrap's loop: hundreds of refits."""
+    from scipy.optimize import least_squares
+
+    params, losses, x, scale, residual, first = _problem(params, losses, residuals, robust, True, start)
+    l_max = float(losses.min())
+    result = least_squares(lambda v: _residuals(*v, x, losses, residual), first, loss=robust,
+                           bounds=([0.0, 0.0, 0.0], [np.inf, np.inf, l_max]), max_nfev=LMFIT_MAX_NFEV, **SOLVER)
+    a_s, alpha, l_inf = (float(v) for v in result.x)
+    notes = _bound_notes(a_s, alpha, l_inf, l_max, True, result.status > 0, result.message)
+    return (a_s * scale ** alpha, alpha, l_inf), notes
+
+
+def _problem(params, losses, residuals: str, robust: str, floor: bool, start: PowerLawFit | None):
+    """Checked points, P rescaled to x = P / P_scale, the residual function and the start (A_s, alpha, L_inf)."""
+    if robust not in ROBUST:
+        raise MMCError(f"unknown robust loss {robust!r}; use one of {', '.join(ROBUST)}")
+    residual = RESIDUALS.run(residuals)
+    params, losses = _check_points(params, losses, 3 if floor else 2)
+    scale = float(np.exp(np.log(params).mean()))
+    x = params / scale
+    if start is None:
+        first = _scan_start(x, losses, floor, residual)
+    else:  # warm start: the same curve expressed in this fit's scale
+        first = (start.A * scale ** -start.alpha, start.alpha, min(start.L_inf, 0.99 * float(losses.min())) if floor
+                 else 0.0)
+    return params, losses, x, scale, residual, first
+
+
+def _residuals(a_s: float, alpha: float, l_inf: float, x: np.ndarray, losses: np.ndarray, residual) -> np.ndarray:
+    return residual(np.maximum(a_s * x ** -alpha + l_inf, 1e-300), losses)
+
+
+def _bound_notes(a_s, alpha, l_inf, l_max, floor: bool, converged: bool, message: str) -> list[str]:
+    notes = []
+    if alpha < 1e-4 or a_s < 1e-12:
+        notes.append("A or alpha at its bound 0: the fitted curve is flat, the losses barely fall with params")
+    if floor and l_inf < 1e-6 * l_max:
+        notes.append("L_inf at its bound 0: the data support no floor (see compare_floor)")
+    if floor and l_inf > (1 - 1e-6) * l_max:
+        notes.append("L_inf at its bound min(losses): the floor is not identified by these points")
+    if not converged:
+        notes.append(f"optimiser did not converge: {message}")
+    return notes
 
 
 def compare_floor(params, losses, residuals: str = "log", robust: str = "linear") -> dict:

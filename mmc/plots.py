@@ -13,6 +13,9 @@ from mmc.errors import MMCError
 from mmc.fit import PowerLawFit
 from mmc.search.result import SearchResult
 
+MAX_EXPLORED_SHOWN = 20_000  # explored subsets drawn in the frontier plot (an even subsample beyond: same cloud)
+MAX_LABELLED = 12  # curves in a panel beyond which they are drawn faintly, without fits or legend entries
+
 
 def _colours(n: int) -> list:
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
@@ -49,8 +52,9 @@ def plot_frontier(search: SearchResult, single_params, single_loss, single_famil
         raise MMCError("single_params, single_loss and single_families differ in length; pass one value per model")
     fig = Figure(figsize=(10, 6), layout="constrained")
     ax = fig.add_subplot()
-    ax.scatter(search.explored_params, search.explored_loss, s=3, color="0.5", alpha=0.25, lw=0, rasterized=True,
-               label=f"explored subsets ({search.n_explored:,})")
+    every = -(-search.n_explored // MAX_EXPLORED_SHOWN)
+    ax.scatter(search.explored_params[::every], search.explored_loss[::every], s=3, color="0.5", alpha=0.25, lw=0,
+               rasterized=True, label=f"explored subsets ({search.n_explored:,})")
     ax.plot(search.frontier_params, search.frontier_loss, color="black", lw=1.2, marker=".", ms=4,
             label=f"ensemble frontier ({search.n_frontier:,} subsets)")
     families = sorted(set(single_families.tolist()))
@@ -72,7 +76,9 @@ def plot_groups(frontiers: dict[str, tuple[np.ndarray, np.ndarray]], fits: dict[
     """Frontier and fit of each group of families: `frontiers[name] = (params, losses)`.
 
     A name with "+" is a family pair, "all" every family, anything else one family. Single-family
-    groups and pairs get a panel each (when both exist), and "all" appears in both for reference.
+    groups and pairs get a panel each (when both exist), and "all" appears in both for reference. A panel of
+    more than MAX_LABELLED groups (10 families have 45 pairs) draws their frontiers faintly, under one legend
+    entry, without fits: the fits are in fit_table.csv, and 45 labelled curves would hide "all".
     """
     if not frontiers:
         raise MMCError("no group frontiers to plot; run the search per family group (fit.groups=true)")
@@ -83,8 +89,14 @@ def plot_groups(frontiers: dict[str, tuple[np.ndarray, np.ndarray]], fits: dict[
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for ax, (groups, panel_title) in zip(axes, panels):
         names = groups + (["all"] if "all" in frontiers else [])
+        faint = len(groups) > MAX_LABELLED
+        if faint:
+            ax.plot([], [], color="0.6", lw=0.8, label=f"{panel_title}: {len(groups)} frontiers (fits in fit_table.csv)")
         for name, colour in zip(names, _colours(len(groups)) + ["black"]):
             params, losses = (np.asarray(v, dtype=np.float64) for v in frontiers[name])
+            if faint and name != "all":
+                ax.plot(params, losses, color="0.6", lw=0.8, alpha=0.6)
+                continue
             ax.scatter(params, losses, s=10, color=colour, alpha=0.6, lw=0)
             if name in fits:
                 _draw_fit(ax, fits[name], colour, _fit_label(name, fits[name]), width=2.5 if name == "all" else 1.4)

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
 
-from mmc.errors import MMCError
 from mmc.ensemble.combiners import MinCombiner
-from mmc.fit import CONFIDENCE, PowerLawFit, fit_power_law
+from mmc.errors import MMCError
+from mmc.fit import CONFIDENCE, PowerLawFit, fit_power_law, refit
 from mmc.losses import check_finite
 from mmc.pareto import pareto_front
+from mmc.progress import bar
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def resampled_losses(weighted, members, counts, weights=None, chunk: int = 256) 
         raise MMCError(f"counts has shape {counts.shape}; pass non-negative draws (texts x resamples)")
     out = np.empty((len(members), counts.shape[1]))
     starts = range(0, len(members), chunk)
-    for start in tqdm(starts, desc="resampled losses", disable=len(starts) < 4, leave=False):
+    for start in bar(starts, desc="resampled losses"):
         rows = members[start:start + chunk]
         minima = np.stack([weighted[row].min(axis=0) for row in rows])
         out[start:start + chunk] = minima @ counts
@@ -140,16 +140,14 @@ def bootstrap_fits(weighted, params, members, n_resamples: int = 200, seed: int 
             continue
         constants = np.full((3, n_resamples), np.nan)
         failures, n_flagged = [], 0
-        for b in tqdm(range(n_resamples), desc=f"bootstrap {curve}", leave=False):
+        for b in bar(range(n_resamples), desc=f"bootstrap {curve}"):
             front = pareto_front(cost[rows], losses[rows, b + 1])
             try:
-                refit = fit_power_law(cost[rows][front], losses[rows, b + 1][front], residuals, robust,
-                                      start=full, warn=False)
+                constants[:, b], notes = refit(cost[rows][front], losses[rows, b + 1][front], full, residuals, robust)
             except MMCError as err:
                 failures.append(str(err))
                 continue
-            constants[:, b] = refit.A, refit.alpha, refit.L_inf
-            n_flagged += bool(refit.notes)
+            n_flagged += bool(notes)
         if failures:
             log.warning("bootstrap %s: %d of %d refits failed, e.g. %s", curve, len(failures), n_resamples, failures[0])
         out[curve] = Bootstrap(curve, full, *constants, n_failed=len(failures), n_flagged=n_flagged)

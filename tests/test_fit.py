@@ -142,3 +142,16 @@ def test_fit_table_floor_reduction():
     assert rows["ensemble"]["alpha"] == pytest.approx(0.35, rel=0.01)
     with pytest.raises(MMCError, match="reference curve"):
         fit_table({"ensemble": ensemble})
+
+
+@pytest.mark.parametrize("residuals, robust", [("log", "linear"), ("relative", "linear"), ("log", "soft_l1")])
+def test_refit_gives_the_constants_of_fit_power_law_to_the_last_bit(residuals, robust):
+    """The bootstrap's fast refit solves the very problem fit_power_law hands lmfit: same constants, same notes."""
+    from mmc.fit import refit
+
+    start = fit_power_law(P, curve(400.0, 0.35, 1.2), residuals, robust)
+    for seed in range(10):
+        noisy = curve(400.0, 0.35, 1.2) * np.exp(np.random.default_rng(seed).normal(0.0, 0.02, len(P)))
+        full = fit_power_law(P, noisy, residuals, robust, start=start, warn=False)
+        constants, notes = refit(P, noisy, start, residuals, robust)
+        assert constants == (full.A, full.alpha, full.L_inf) and notes == full.notes

@@ -90,3 +90,29 @@ def test_plot_oracle_choice_shares_match_counting():
     assert "share" in fig.axes[1].get_ylabel()  # the colour bar says what the colour means
     with pytest.raises(MMCError, match="does not match"):
         plot_oracle_choice(loss[:, :10], models, domains, params)
+
+
+def test_plot_groups_draws_many_pairs_faintly_under_one_entry():
+    families = [f"f{i}" for i in range(7)]
+    frontiers = {f"{a}+{b}": curve_points(0.3, 1.2 + 0.01 * i) for i, (a, b) in
+                 enumerate((a, b) for j, a in enumerate(families) for b in families[j + 1:])}  # 21 pairs
+    frontiers["all"] = curve_points(0.3, 1.0, hi=5e9)
+    fits = {name: fit_power_law(*points) for name, points in frontiers.items()}
+    (ax,) = plot_groups(frontiers, fits, UNIT).axes
+    texts = legend_texts(ax)
+    assert "family pairs: 21 frontiers (fits in fit_table.csv)" in texts
+    assert not any(t.startswith("f0+f1") for t in texts) and any(t.startswith("all fit") for t in texts)
+    faint = [line for line in ax.get_lines() if line.get_color() == "0.6" and len(line.get_xdata())]
+    assert len(faint) == 21
+
+
+def test_plot_frontier_draws_an_even_subsample_of_a_large_cloud():
+    rng = np.random.default_rng(1)
+    params, loss = curve_points(0.35, 1.0)
+    explored_params, explored_loss = rng.uniform(1e6, 1e9, 50_000), rng.uniform(1, 3, 50_000)
+    search = SearchResult.from_candidates("test", [f"m{i}" for i in range(12)], np.eye(12, dtype=bool), params, loss,
+                                          explored_params=explored_params, explored_loss=explored_loss)
+    ax = plot_frontier(search, params[:3], loss[:3], ["a", "a", "b"], {}, UNIT).axes[0]
+    cloud = ax.collections[0]
+    assert len(cloud.get_offsets()) == 16_667 and "explored subsets (50,000)" in legend_texts(ax)  # every 3rd
+    np.testing.assert_array_equal(cloud.get_offsets()[:, 0], explored_params[::3])

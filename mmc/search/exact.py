@@ -28,10 +28,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from mmc.ensemble.combiners import MinCombiner
 from mmc.pareto import pareto_front
+from mmc.progress import bar
 from mmc.search.config import SolverSearch
 from mmc.search.greedy import GreedySearch, greedy_search
 from mmc.search.pareto_prune import ParetoPruneSearch, pareto_prune_search
@@ -68,7 +68,7 @@ def exact_search(combiner: MinCombiner, params: np.ndarray, models: np.ndarray, 
     batch = max(1, BATCH_BYTES // (8 * (m + 1) * by_size.shape[1]))  # bounds are (nodes, m + 1, texts)
     stack = [(np.eye(m, dtype=bool), by_size.copy(), np.arange(m))]  # batches of (members, per-text min, last model)
     n_nodes, deadline = 0, time.perf_counter() + time_limit
-    progress = tqdm(desc="exact nodes", leave=False)
+    progress = bar(desc="exact nodes")
     while stack and time.perf_counter() < deadline:
         members, row_min, last = stack.pop()
         cost = members @ cost_sorted

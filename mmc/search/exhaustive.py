@@ -11,11 +11,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from mmc.ensemble.combiners import Combiner, take
 from mmc.errors import MMCError
 from mmc.pareto import pareto_front
+from mmc.progress import bar
 from mmc.search.config import SearchConfig
 from mmc.search.result import SearchResult
 
@@ -50,8 +50,8 @@ def exhaustive_search(combiner: Combiner, params: np.ndarray, models: np.ndarray
 
     explored_params, explored_loss, cand_code, cand_params, cand_loss = [], [], [], [], []
     n_high = sum(math.comb(m - n_low, k) for k in range(min(max_k, m - n_low) + 1))
-    for high_code, high_state, high_params, high_size in tqdm(
-            high_subsets(combiner, singles, n_low, params, max_k), total=n_high, desc="exhaustive", leave=False):
+    for high_code, high_state, high_params, high_size in bar(
+            high_subsets(combiner, singles, n_low, params, max_k), total=n_high, desc="exhaustive"):
         keep = np.flatnonzero(low_size <= max_k - high_size)
         keep = keep[keep > 0] if high_code == 0 else keep  # the empty subset is no candidate
         low = low_state if len(keep) == len(low_params) else take(low_state, keep)

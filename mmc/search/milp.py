@@ -23,9 +23,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from mmc.ensemble.combiners import MinCombiner
+from mmc.progress import bar
 from mmc.search.config import SolverSearch
 from mmc.search.greedy import GreedySearch, greedy_search
 from mmc.search.pareto_prune import ParetoPruneSearch, pareto_prune_search
@@ -70,7 +70,7 @@ def milp_search(combiner: MinCombiner, params: np.ndarray, models: np.ndarray, c
 
     members, costs, losses, gaps, solve_s = [], [], [], [], []
     budget, shrink = total, 0.0  # exact integer budget; the solver's is `shrink` below it
-    progress = tqdm(desc="milp budgets", leave=False)
+    progress = bar(desc="milp budgets")
     while budget >= params.min():
         within = np.flatnonzero(known_params <= budget)
         incumbent = within[np.argmin(known_loss[within])]

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from mmc.ensemble.combiners import Combiner, take
 from mmc.pareto import pareto_front
+from mmc.progress import bar
 from mmc.registry import choices
 from mmc.search.config import SearchConfig
 from mmc.search.result import SearchResult
@@ -45,7 +45,7 @@ def pareto_prune_search(combiner: Combiner, params: np.ndarray, models: np.ndarr
     parents = np.arange(len(front))  # their rows in members
     kept_per_size = [len(front)]
 
-    for k in tqdm(range(2, max_k + 1), desc="pareto_prune", leave=False):
+    for k in bar(range(2, max_k + 1), desc="pareto_prune"):
         child_loss = np.stack([combiner.loss(combiner.merge(take(parent_state, slice(p, p + 1)), singles))
                                for p in range(len(parents))])  # (parents, m)
         parent_id, added = np.nonzero(~members[parents])
