@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 
+REL_TOL = 1e-9  # losses summed in another order differ in the last bits: closer losses are ties
+
 
 def pareto_front(cost: np.ndarray, loss: np.ndarray) -> np.ndarray:
     """Indices of the Pareto-optimal points, sorted by cost (then loss).
 
-    A point is dominated when another has cost <= and loss <= with one strict; exact duplicates
-    do not dominate each other, so both are kept. O(n log n): sort by (cost, loss) and keep each
-    point whose loss is below every loss seen at a strictly smaller cost, or ties the best one at
-    its own cost.
+    A point is kept when its loss is below every loss at a strictly smaller cost by more than REL_TOL
+    (relative), and within REL_TOL of the best loss at its own cost. So a costlier subset whose loss is
+    lower only by rounding (the same per-text minima summed in another order) is not a frontier point,
+    and exact or rounding-level duplicates at one cost are all kept. O(n log n): sort by (cost, loss)
+    and compare each point with the best loss of the cheaper ones.
     """
     cost = np.asarray(cost, dtype=np.float64)
     loss = np.asarray(loss, dtype=np.float64)
@@ -18,10 +21,12 @@ def pareto_front(cost: np.ndarray, loss: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     order = np.lexsort((loss, cost))
     c, l = cost[order], loss[order]
-    # best loss among all points with strictly smaller cost
     group_start = np.r_[True, c[1:] != c[:-1]]
     group_id = np.cumsum(group_start) - 1
     group_best = np.minimum.reduceat(l, np.flatnonzero(group_start))
-    best_before = np.r_[np.inf, np.minimum.accumulate(group_best)[:-1]]
-    keep = (l == group_best[group_id]) & (l < best_before[group_id])
+    best_before = np.r_[np.inf, np.minimum.accumulate(group_best)[:-1]]  # among strictly smaller costs
+    with np.errstate(invalid="ignore"):  # inf - inf for the cheapest group, which always has a first point
+        beats_cheaper = np.where(np.isfinite(best_before), best_before - REL_TOL * np.abs(best_before), np.inf)
+    best = group_best[group_id]
+    keep = (l <= best + REL_TOL * np.abs(best)) & (l < beats_cheaper[group_id])
     return order[keep]

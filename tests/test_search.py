@@ -8,18 +8,46 @@ import pytest
 
 from mmc.ensemble.combiners import MinCombiner
 from mmc.errors import MMCError
-from mmc.pareto import pareto_front
 from mmc.losses import LossMatrix
+from mmc.pareto import REL_TOL, pareto_front
 from mmc.search import STRATEGIES, compare_to_exact, run_search, select_families
 
 
+def naive_pareto(cost, loss):
+    """O(n^2) loop: i is kept when it is lower than every cheaper point by more than REL_TOL (relative) and not
+    more than REL_TOL above any point of its own cost: losses equal up to rounding are ties."""
+    kept = []
+    for i in range(len(cost)):
+        cheaper = [j for j in range(len(cost)) if cost[j] < cost[i]]
+        same = [j for j in range(len(cost)) if cost[j] == cost[i]]
+        if all(loss[i] < loss[j] - REL_TOL * abs(loss[j]) for j in cheaper) and \
+                all(loss[i] <= loss[j] + REL_TOL * abs(loss[j]) for j in same):
+            kept.append(i)
+    return sorted(kept, key=lambda i: (cost[i], loss[i]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pareto_front_equals_a_quadratic_loop(seed):
+    rng = np.random.default_rng(seed)
+    cost = rng.integers(1, 12, 60).astype(float)  # many equal costs
+    loss = rng.choice(rng.random(25), 60)  # many equal losses
+    loss[::7] *= 1 + rng.uniform(-3, 3, len(loss[::7])) * REL_TOL  # and losses equal up to rounding
+    assert pareto_front(cost, loss).tolist() == naive_pareto(cost, loss)
+
+
+def test_pareto_front_ignores_rounding_level_improvements():
+    # a costlier subset whose loss is lower only in the last bits (the same minima summed in another order)
+    cost, loss = np.array([1.0, 2.0, 3.0]), np.array([0.3, 0.3 - 1e-16, 0.2])
+    assert pareto_front(cost, loss).tolist() == [0, 2]
+
+
 def brute_force(weighted, params, max_k=None):
-    """Frontier (params, loss) of all subsets, one itertools loop, no shared code but pareto_front."""
+    """Frontier (params, loss) of all subsets: one itertools loop and the quadratic Pareto loop, no package code."""
     m = len(params)
     subsets = [s for k in range(1, (max_k or m) + 1) for s in itertools.combinations(range(m), k)]
     cost = np.array([sum(int(params[i]) for i in s) for s in subsets], dtype=float)
     loss = np.array([sum(min(weighted[i, x] for i in s) for x in range(weighted.shape[1])) for s in subsets])
-    front = pareto_front(cost, loss)
+    front = naive_pareto(cost, loss)
     return cost[front], loss[front], [subsets[i] for i in front]
 
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmc.pareto import REL_TOL
 from mmc.search.result import SearchResult
-
-REL_TOL = 1e-9  # losses summed in another order differ in the last bits
 
 
 def compare_to_exact(result: SearchResult, exact: SearchResult) -> dict:
