@@ -144,3 +144,36 @@ def plot_oracle_choice(per_text_loss, models, domains, params=None,
     fig.colorbar(image, ax=ax, label="share of the domain's texts the model wins")
     ax.set_title(f"{title}\n({len(rows)} of {len(models)} models win at least one text)", fontsize=10)
     return fig
+
+
+def plot_realisable(rows: list[dict], options: list[str], unit: str,
+                    title: str = "Realisable ensembles beside the oracle (evaluation texts)") -> Figure:
+    """Left: the loss of every ensemble option over the oracle frontier's subsets (realisable.csv's rows with
+    subset "frontier") against their total parameters, the whole pool as stars. Right: each option's excess
+    over the oracle on the same subsets, where the curves part."""
+    frontier = sorted((r for r in rows if r["subset"] == "frontier"), key=lambda r: r["params"])
+    pool = next(r for r in rows if r["subset"] == "pool")
+    fig = Figure(figsize=(13, 5.5), layout="constrained")
+    loss_ax, gap_ax = fig.subplots(1, 2)
+    params = [r["params"] for r in frontier]
+    oracle = np.array([r["loss_oracle"] for r in frontier])
+    for name, colour in zip(options, _colours(len(options))):
+        is_oracle = name == "oracle"
+        colour = "black" if is_oracle else colour
+        losses = np.array([r[f"loss_{name}"] for r in frontier])
+        loss_ax.plot(params, losses, marker=".", ms=4, color=colour, lw=1.0 if is_oracle else 1.4,
+                     ls="--" if is_oracle else "-", zorder=4 if is_oracle else 2,
+                     label=f"{name} (pool: {pool[f'loss_{name}']:.4g})")
+        loss_ax.scatter([pool["params"]], [pool[f"loss_{name}"]], marker="*", s=120, zorder=5, color=colour,
+                        edgecolor="black", lw=0.5)
+        gap_ax.plot(params, losses - oracle, marker=".", ms=4, color=colour, ls="--" if is_oracle else "-",
+                    label=f"{name} (pool: {pool[f'loss_{name}'] - pool['loss_oracle']:+.3g})")
+    _finish(loss_ax, unit)
+    loss_ax.set_title("loss; lines: the oracle frontier's subsets, stars: the whole pool", fontsize=10)
+    loss_ax.legend(loc="upper right", fontsize=8, frameon=False)
+    _finish(gap_ax, unit)
+    gap_ax.set_ylabel(f"loss minus the oracle's on the same subset ({unit})")
+    gap_ax.set_title("excess over the oracle", fontsize=10)
+    gap_ax.legend(loc="upper left", fontsize=8, frameon=False)
+    fig.suptitle(title)
+    return fig

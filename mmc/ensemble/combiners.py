@@ -60,10 +60,16 @@ class Combiner:
         """Bytes of one subset's state."""
         return sum(a[0].nbytes for a in self.singles())
 
-    def subset_losses(self, members: np.ndarray) -> np.ndarray:
-        """Loss of each subset of a bool (S, M) matrix (no empty rows), folding members' states in chunks."""
+    def active_params(self, state: State, total_params: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """(B,) parameters run per text, on average over texts, by subsets of total parameters `total_params`
+        (B,), `params` (M,) being the models' counts. Every member runs unless the combiner routes."""
+        return np.asarray(total_params, dtype=np.float64)
+
+    def fold(self, members: np.ndarray):
+        """(rows, state) for chunks of a bool (S, M) matrix of subsets (no empty rows): each subset's state,
+        built by merging its members' single states, a bounded memory's worth of subsets at a time."""
         members = np.asarray(members, dtype=bool)
-        singles, out = self.singles(), np.empty(len(members))
+        singles = self.singles()
         chunk = max(1, CHUNK_BYTES // max(1, self.state_bytes()))
         for start in range(0, len(members), chunk):
             block = members[start:start + chunk]
@@ -75,7 +81,21 @@ class Combiner:
                     merged = self.merge(take(state, rows), take(singles, slice(j, j + 1)))
                     for whole, part in zip(state, merged):
                         whole[rows] = part
-            out[start:start + chunk] = self.loss(state)
+            yield slice(start, start + len(block)), state
+
+    def subset_losses(self, members: np.ndarray) -> np.ndarray:
+        """Loss of each subset of a bool (S, M) matrix (no empty rows)."""
+        out = np.empty(len(members))
+        for rows, state in self.fold(members):
+            out[rows] = self.loss(state)
+        return out
+
+    def subset_active_params(self, members: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """Parameters run per text (see active_params) of each subset of a bool (S, M) matrix."""
+        members, params = np.asarray(members, dtype=bool), np.asarray(params, dtype=np.float64)
+        out = np.empty(len(members))
+        for rows, state in self.fold(members):
+            out[rows] = self.active_params(state, members[rows] @ params, params)
         return out
 
 
@@ -131,6 +151,9 @@ class RouterCombiner(Combiner):
     def chosen(self, state: State) -> np.ndarray:
         """(B, N) index of the member each text is routed to."""
         return state[2]
+
+    def active_params(self, state: State, total_params: np.ndarray, params: np.ndarray) -> np.ndarray:
+        return params[self.chosen(state)].mean(axis=1)  # one member per text
 
     def per_text(self, state: State) -> np.ndarray:
         return state[1]
