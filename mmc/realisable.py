@@ -36,8 +36,7 @@ def realisable_table(combiners: dict[str, Combiner], members: np.ndarray, params
     members = np.vstack([np.ones((1, len(params)), dtype=bool), np.asarray(members, dtype=bool)])
     columns = {}
     for name, combiner in combiners.items():
-        columns[f"loss_{name}"] = combiner.subset_losses(members)
-        columns[f"active_params_{name}"] = combiner.subset_active_params(members, params)
+        columns[f"loss_{name}"], columns[f"active_params_{name}"] = combiner.evaluate(members, params)
     rows = []
     for i, row in enumerate(members):
         rows.append({"subset": "pool" if i == 0 else "frontier", "members": "+".join(sorted(models[row].tolist())),
@@ -51,7 +50,7 @@ def ensemble_frontiers(combiner: Combiner, oracle: Combiner, params: np.ndarray,
     """(the option's frontier, its frontier subsets' parameters run per text, the oracle's frontier) on the
     evaluation texts, each found by the run's search strategy."""
     result = run_search(combiner, params, models, search)
-    active = combiner.subset_active_params(result.frontier_members, params)
+    active = combiner.evaluate(result.frontier_members, params)[1]
     return result, active, run_search(oracle, params, models, search)
 
 

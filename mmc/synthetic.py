@@ -22,6 +22,7 @@ FAMILIES = (
 )
 DOMAINS = ("web", "code", "math", "books", "wiki", "news")
 ALPHA = 0.3
+SEPARATORS = (" ",) * 12 + (", ", ". ", ".\n", "; ", " - ", "? ")  # after each word of the pseudo-prose
 _SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "ba", "do", "fu", "ga", "hi", "jo", "pe",
               "qu", "we", "xi", "yu", "an", "el", "in", "on", "ur", "st", "tr", "ch", "sh", "th", "ée", "ñu")
 
@@ -89,19 +90,28 @@ def synthetic_texts(n_texts: int, seed: int = 0, min_words: int = 5, max_words: 
 
 def synthetic_domain_texts(domains, seed: int = 0, min_words: int = 20, max_words: int = 60) -> list[str]:
     """Pseudo-prose per text whose word frequencies depend on its domain (each domain ranks the vocabulary
-    in its own order), so that comparing texts recovers domains: the texts of pool=synthetic, which routers
-    such as knn_router read. Their lengths are not the loss matrix's n_bytes (drawn separately)."""
+    in its own order, Zipf-distributed), so that comparing texts recovers domains: the texts of
+    pool=synthetic, which routers such as knn_router read. Their lengths are not the loss matrix's n_bytes
+    (drawn separately). Drawn all at once: 10,000 texts take a fraction of a second."""
     domains = np.asarray(domains, dtype=str)
     rng = np.random.default_rng([seed, 1])  # its own stream: the loss matrix's draws stay as they were
     words = _vocabulary(rng)
+    names, domain_index = np.unique(domains, return_inverse=True)
+    ranking = np.stack([rng.permutation(len(words)) for _ in names])  # (domains, vocabulary)
     zipf = 1.0 / np.arange(1, len(words) + 1)
-    ranking = {d: rng.permutation(len(words)) for d in sorted(set(domains.tolist()))}
     lengths = rng.integers(min_words, max_words + 1, size=len(domains))
-    return [_sentence(rng, words[ranking[d]], zipf / zipf.sum(), n) for d, n in zip(domains.tolist(), lengths)]
+    text_of_word = np.repeat(np.arange(len(domains)), lengths)
+    ranks = rng.choice(len(words), size=len(text_of_word), p=zipf / zipf.sum())
+    chosen = words[ranking[domain_index[text_of_word], ranks]]
+    separators = np.array(SEPARATORS)[rng.integers(0, len(SEPARATORS), len(chosen))]
+    tokens = np.char.add(chosen, separators)
+    ends = np.cumsum(lengths)
+    texts = ["".join(tokens[end - n:end]).strip() for end, n in zip(ends, lengths)]
+    return [t[0].upper() + t[1:] + "." for t in texts]
 
 
 def _sentence(rng: np.random.Generator, words: np.ndarray, p: np.ndarray, n_words: int) -> str:
-    separators = np.array([" "] * 12 + [", ", ". ", ".\n", "; ", " - ", "? "])
+    separators = np.array(SEPARATORS)
     chosen = rng.choice(words, size=n_words, p=p)
     seps = rng.choice(separators, size=n_words)
     text = "".join(w + s for w, s in zip(chosen, seps)).strip()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from decimal import Decimal, getcontext
 
 import numpy as np
 import pytest
 
 from mmc.ensemble import ENSEMBLES, EnsembleData, build_combiner
+from mmc.ensemble.combiners import MinCombiner, MixtureCombiner
 from mmc.ensemble.routers import NGRAMS, knn_predictor, nearest_training_texts, ngram_counts
 from mmc.ensemble.split import split_texts
 from mmc.errors import MMCError
@@ -183,9 +185,9 @@ def test_active_params_of_a_router_is_the_mean_size_of_the_chosen_member():
     data = disagreeing_data()
     params = np.array([10, 30])
     router = build_combiner(ENSEMBLES["domain_router"].schema(), data)
-    assert router.subset_active_params(np.ones((1, 2), dtype=bool), params)[0] == pytest.approx(10)
+    assert router.evaluate(np.ones((1, 2), dtype=bool), params)[1][0] == pytest.approx(10)
     mixture = build_combiner(ENSEMBLES["mixture"].schema(), data)
-    assert mixture.subset_active_params(np.ones((1, 2), dtype=bool), params)[0] == pytest.approx(40)
+    assert mixture.evaluate(np.ones((1, 2), dtype=bool), params)[1][0] == pytest.approx(40)
 
 
 def test_split_is_stratified_seeded_and_keeps_an_evaluation_text_per_domain():
@@ -251,3 +253,28 @@ def test_domain_router_refuses_a_domain_without_training_texts():
     data = EnsembleData(matrix(np.ones((2, 6)), domains), LossConfig(), split_texts(domains, 0.5, 0))
     with pytest.raises(MMCError, match=r"domains \['b'\] without training texts"):
         build_combiner(ENSEMBLES["domain_router"].schema(), data)
+
+
+def test_mixture_product_falls_back_where_probabilities_underflow():
+    # model 0 is thousands of nats better on every text: subsets without it underflow the one-product path
+    getcontext().prec = 60
+    rng = np.random.default_rng(7)
+    nll = rng.uniform(10, 30, (4, 6))
+    nll[1:] += 3000
+    scale = rng.uniform(0.1, 1, 6)
+    combiner = MixtureCombiner(nll, scale)
+    all_subsets = subsets(4)
+    want = [sum(float(-(sum(Decimal(-float(nll[i, x])).exp() for i in s) / len(s)).ln()) * scale[x]
+                for x in range(6)) for s in all_subsets]
+    np.testing.assert_allclose(combiner.subset_losses(members_of(all_subsets, 4)), want, rtol=1e-12)
+
+
+def test_fold_builds_every_subset_whatever_their_nesting():
+    # subsets that contain each other, share nothing, or repeat: the block fold starts each from an earlier one
+    rng = np.random.default_rng(8)
+    weighted = rng.random((9, 5))
+    members = rng.random((300, 9)) < rng.uniform(0.1, 0.9, (300, 1))
+    members[members.sum(axis=1) == 0, 0] = True
+    members = np.vstack([members, members[:20]])
+    want = [weighted[row].min(axis=0).sum() for row in members]
+    np.testing.assert_allclose(MinCombiner(weighted).subset_losses(members), want, rtol=1e-12)
