@@ -157,7 +157,8 @@ def realisable(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, sear
     single_losses = combiners[name].single_losses
     out.figures[f"frontier_{name}.png"] = plots.plot_frontier(
         result, lm.params, single_losses, lm.families, new_fits, unit_label,
-        title=f"ensemble={name} on the {len(data.split.evaluation)} evaluation texts, beside the oracle's fit there")
+        title=f"ensemble={name} on the {len(data.split.evaluation)} evaluation texts, beside the oracle's fit there",
+        frontier_label=f"{name} frontier")
 
 
 def single_model_table(lm: LossMatrix, loss: LossConfig | None = None) -> list[dict]:

@@ -42,7 +42,7 @@ def _finish(ax, unit: str) -> None:
 
 
 def plot_frontier(search: SearchResult, single_params, single_loss, single_families, fits: dict[str, PowerLawFit],
-                  unit: str, title: str = "Loss vs total parameters") -> Figure:
+                  unit: str, title: str = "Loss vs total parameters", frontier_label: str = "ensemble frontier") -> Figure:
     """Every explored subset (faint), the ensemble frontier, single models coloured by family, and the
     fitted curves (`fits`, e.g. {"single": ..., "ensemble": ...}) with their floors dashed."""
     single_params = np.asarray(single_params, dtype=np.float64)
@@ -56,7 +56,7 @@ def plot_frontier(search: SearchResult, single_params, single_loss, single_famil
     ax.scatter(search.explored_params[::every], search.explored_loss[::every], s=3, color="0.5", alpha=0.25, lw=0,
                rasterized=True, label=f"explored subsets ({search.n_explored:,})")
     ax.plot(search.frontier_params, search.frontier_loss, color="black", lw=1.2, marker=".", ms=4,
-            label=f"ensemble frontier ({search.n_frontier:,} subsets)")
+            label=f"{frontier_label} ({search.n_frontier:,} subsets)")
     families = sorted(set(single_families.tolist()))
     for family, colour in zip(families, _colours(len(families))):
         pick = single_families == family

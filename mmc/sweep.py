@@ -131,7 +131,9 @@ def overlay_frontiers(client: MlflowClient, children):
                 continue  # a stage=score job logs no frontier
             front = pd.read_csv(path)
             texts = "all texts" if kind == "oracle" else "evaluation texts"
-            label = f"{run.data.tags.get('hydra.overrides') or run.info.run_name} [{kind}, {texts}]"
+            overrides = [o for o in run.data.tags.get("hydra.overrides", "").split()
+                         if not o.startswith(("tracking.", "hydra.", "cache_dir="))]  # where, not what
+            label = f"{' '.join(overrides) or run.info.run_name} [{kind}, {texts}]"
             ax.step(front["params"], front["loss"], where="post", marker="o", ms=3, label=label)
             plotted += 1
     if not plotted:
