@@ -44,14 +44,15 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
             if config.stage == Stage.score:
                 raise MMCError(f"pool={config.pool.kind} holds precomputed losses, nothing to score; use stage=analyze")
             lm, texts = matrix_pool(config.pool)
-            check_ensemble(config.ensemble, lm.domains, texts)
+            check_ensemble(config.ensemble, lm.domains, texts, False)
         else:
             from mmc.scoring.stage import cached_loss_matrix, score_pool  # torch
 
             cache = cache_root(config.cache_dir)
             corpus = load_corpus(config.dataset)
             texts = corpus.texts
-            check_ensemble(config.ensemble, corpus.domains, texts)  # e.g. domain_router on one domain: before scoring
+            # e.g. domain_router on one domain: before scoring
+            check_ensemble(config.ensemble, corpus.domains, texts, False)
             specs = build_pool(config.pool, cache)
             config.search.check_pool(len(specs))  # e.g. too many models for exhaustive: say so before scoring
             artifacts.log_corpus(corpus)
@@ -65,11 +66,11 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
         return {"run_id": active.info.run_id}
 
 
-def check_ensemble(ensemble, domains, texts) -> None:
+def check_ensemble(ensemble, domains, texts, tokens: bool) -> None:
     """The ensemble option can run on these texts (MMCError in one line if not), before any scoring."""
     from mmc.ensemble.split import split_texts
 
-    ensemble.check_data(split_texts(domains, ensemble.train_fraction, ensemble.seed), texts is not None)
+    ensemble.check_data(split_texts(domains, ensemble.train_fraction, ensemble.seed), texts is not None, tokens)
 
 
 def job_tags(config: Config) -> dict:

@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mmc import plots
-from mmc.ensemble import EnsembleConfig, EnsembleData, OracleEnsemble
+from mmc.ensemble import EnsembleConfig, EnsembleData, OracleEnsemble, SwitchingMixtureEnsemble
 from mmc.ensemble.combiners import MinCombiner
 from mmc.ensemble.split import split_texts
 from mmc.errors import MMCError
 from mmc.fit import FitConfig, PowerLawFit, compare_floor, fit_power_law, fit_table
 from mmc.losses import LossConfig, LossMatrix
-from mmc.realisable import applicable_options, ensemble_frontiers, eval_split_summary, realisable_table
+from mmc.realisable import (applicable_options, ensemble_frontiers, eval_split_summary, granularity_table,
+                            realisable_table)
 from mmc.search import SearchConfig, SearchResult, run_search, select_families
 from mmc.uncertainty import bootstrap_fits, extrapolation_check, floor_reduction, heldout_optimism
 
@@ -71,8 +72,9 @@ def group_searches(lm: LossMatrix, loss: LossConfig, search: SearchConfig) -> di
 
 
 def analyze(lm: LossMatrix, loss: LossConfig, search: SearchConfig, fit: FitConfig,
-            ensemble: EnsembleConfig | None = None, texts: list[str] | None = None) -> Analysis:
-    """The whole analysis of a loss matrix; `texts` (aligned with lm.text_ids) where the ensemble option needs them."""
+            ensemble: EnsembleConfig | None = None, texts: list[str] | None = None, tokens=None) -> Analysis:
+    """The whole analysis of a loss matrix; `texts` (aligned with lm.text_ids) and `tokens` (its TokenLosses)
+    where the ensemble options need them."""
     ensemble = ensemble or OracleEnsemble()
     lm = select_families(lm, search.families)
     weighted = lm.weighted_losses(loss)
@@ -115,9 +117,33 @@ def analyze(lm: LossMatrix, loss: LossConfig, search: SearchConfig, fit: FitConf
         figures["homo_vs_hetero.png"] = plots.plot_groups(frontiers, group_fits, unit_label)
     singles = single_model_table(lm, loss)
     out = Analysis(lm, ensemble_result, single, fits, table, singles, metrics, extras, figures)
-    realisable(out, ensemble, EnsembleData(lm, loss, split_texts(lm.domains, ensemble.train_fraction, ensemble.seed),
-                                           texts), search, fit, unit_label)
+    if tokens is not None and search.families is not None:
+        tokens = tokens.select_models(np.flatnonzero(np.isin(tokens.models, lm.models)))
+    data = EnsembleData(lm, loss, split_texts(lm.domains, ensemble.train_fraction, ensemble.seed), texts, tokens)
+    realisable(out, ensemble, data, search, fit, unit_label)
+    if tokens is not None and texts is not None:
+        granularities(out, ensemble, data, search, fit, unit_label)
     return out
+
+
+def granularities(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, search: SearchConfig, fit: FitConfig,
+                  unit_label: str) -> None:
+    """Add to `out` granularity.csv, the segment oracle's frontier and fit at each granularity (does the floor
+    fall as collaboration gets finer?) and their figure."""
+    rates = (ensemble if isinstance(ensemble, SwitchingMixtureEnsemble) else SwitchingMixtureEnsemble()).rates
+    lm = data.lm
+    rows, frontiers = granularity_table(data, out.ensemble.frontier_members, lm.params, lm.models, search, rates)
+    out.tables["granularity.csv"] = rows
+    skipped = out.extras.setdefault("fit_skipped", {})
+    fits = {g: f for g, r in frontiers.items() if (f := try_fit(f"segment_oracle.{g}", r, fit, skipped)) is not None}
+    for g, f in fits.items():
+        out.fits[f"segment_oracle.{g}"] = f
+        out.metrics.update({f"fit.segment_oracle.{g}.alpha": f.alpha, f"fit.segment_oracle.{g}.L_inf": f.L_inf})
+    for row in rows:
+        if row["subset"] == "pool":
+            out.metrics[f"loss.segment_oracle.{row['granularity']}_all"] = row["loss_segment_oracle"]
+            out.metrics[f"loss.switching_mixture.{row['granularity']}_all"] = row["loss_switching_mixture"]
+    out.figures["granularity.png"] = plots.plot_granularity(frontiers, fits, rows, unit_label)
 
 
 def realisable(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, search: SearchConfig, fit: FitConfig,
@@ -126,6 +152,8 @@ def realisable(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, sear
     option that applies, and for a chosen option other than the oracle its frontier, fit, loss and gap beside
     the oracle's on the same texts."""
     combiners, skipped = applicable_options(ensemble, data)
+    out.extras["realisable"] = {"split": eval_split_summary(data), "not_applicable": skipped,
+                                **{f"{n}.rate": c.rate for n, c in combiners.items() if hasattr(c, "rate")}}
     if ensemble.kind not in combiners:
         raise MMCError(skipped[ensemble.kind])
     lm = data.lm
@@ -136,7 +164,6 @@ def realisable(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, sear
     out.tables["text_split.csv"] = [{"text_id": t, "domain": d, "split": s}
                                     for t, d, s in zip(lm.text_ids.tolist(), lm.domains.tolist(), split)]
     out.figures["realisable.png"] = plots.plot_realisable(rows, list(combiners), unit_label)
-    out.extras["realisable"] = {"split": eval_split_summary(data), "not_applicable": skipped}
     name = ensemble.kind
     if name == "oracle":
         return

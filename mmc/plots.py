@@ -177,3 +177,36 @@ def plot_realisable(rows: list[dict], options: list[str], unit: str,
     gap_ax.legend(loc="upper left", fontsize=8, frameon=False)
     fig.suptitle(title)
     return fig
+
+
+def plot_granularity(frontiers: dict[str, SearchResult], fits: dict[str, PowerLawFit], rows: list[dict], unit: str,
+                     title: str = "Collaboration finer than a text (evaluation texts)") -> Figure:
+    """Left: the segment oracle's frontier and fit at each granularity (text is the paper's oracle). Right: the
+    whole pool's loss under the segment oracle and the switching mixture, granularity by granularity."""
+    fig = Figure(figsize=(13, 5.5), layout="constrained")
+    frontier_ax, pool_ax = fig.subplots(1, 2)
+    names = list(frontiers)
+    for name, colour in zip(names, _colours(len(names))):
+        result = frontiers[name]
+        frontier_ax.scatter(result.frontier_params, result.frontier_loss, s=10, color=colour, alpha=0.7, lw=0)
+        if name in fits:
+            _draw_fit(frontier_ax, fits[name], colour, f"{name}: " + _fit_label("segment oracle", fits[name]))
+        else:
+            frontier_ax.plot(result.frontier_params, result.frontier_loss, color=colour, lw=1.0,
+                             label=f"{name}: segment oracle frontier (no fit)")
+    _finish(frontier_ax, unit)
+    frontier_ax.set_title("segment oracle: frontier points, fits, floors dashed", fontsize=10)
+    frontier_ax.legend(fontsize=7, loc="upper right", frameon=False)
+    pool = [r for r in rows if r["subset"] == "pool"]
+    positions = np.arange(len(pool))
+    for key, label, marker in (("loss_segment_oracle", "segment oracle (a lower bound)", "o"),
+                               ("loss_switching_mixture", "switching mixture (realisable)", "s")):
+        pool_ax.plot(positions, [r[key] for r in pool], marker=marker, label=label)
+    pool_ax.set_xticks(positions, [f"{r['granularity']}\n(rate {r['switching_rate']:g})" for r in pool])
+    pool_ax.set_xlabel("granularity (the switching mixture's rate, chosen on the training texts)")
+    pool_ax.set_ylabel(f"whole pool's loss ({unit})")
+    pool_ax.grid(True, alpha=0.3)
+    pool_ax.set_title("the whole pool, coarse to fine", fontsize=10)
+    pool_ax.legend(fontsize=8, frameon=False)
+    fig.suptitle(title)
+    return fig

@@ -4,15 +4,19 @@
   the parameters run per text of every ensemble option that applies to the run's data: realisable.csv.
 - ensemble_frontiers: the chosen option's own frontier, searched like the oracle's, and the oracle's frontier
   on the same evaluation texts, so that their fits and gaps compare like with like.
+- granularity_table: with per-token losses, the segment oracle and the switching mixture at every granularity
+  on the same subsets, and the segment oracle's frontier per granularity: granularity.csv.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from mmc.ensemble import ENSEMBLES, EnsembleConfig, EnsembleData, build_combiner
+from mmc.ensemble import (ENSEMBLES, EnsembleConfig, EnsembleData, SegmentOracleEnsemble, SwitchingMixtureEnsemble,
+                          build_combiner)
 from mmc.ensemble.combiners import Combiner
 from mmc.errors import MMCError
 from mmc.search import SearchConfig, SearchResult, run_search
+from mmc.segments import GRANULARITIES
 
 
 def applicable_options(chosen: EnsembleConfig, data: EnsembleData) -> tuple[dict[str, Combiner], dict[str, str]]:
@@ -60,3 +64,19 @@ def eval_split_summary(data: EnsembleData) -> dict:
     return {"n_train": len(split.train), "n_evaluation": len(split.evaluation),
             "train_by_domain": {d: int((split.domains[split.train] == d).sum()) for d in np.unique(split.domains)}}
 
+
+
+def granularity_table(data: EnsembleData, members: np.ndarray, params: np.ndarray, models: np.ndarray,
+                      search: SearchConfig, rates: list[float]) -> tuple[list[dict], dict[str, SearchResult]]:
+    """Collaboration finer than a text, at every granularity: rows {granularity, subset, members, k, params,
+    loss_segment_oracle, loss_switching_mixture, switching_rate} for the whole pool and each subset of `members`
+    (the oracle frontier), and the segment oracle's own frontier per granularity (granularity.csv)."""
+    rows, frontiers = [], {}
+    for granularity in GRANULARITIES:
+        oracle = build_combiner(SegmentOracleEnsemble(granularity=granularity), data)
+        mixture = build_combiner(SwitchingMixtureEnsemble(granularity=granularity, rates=rates), data)
+        table = realisable_table({"segment_oracle": oracle, "switching_mixture": mixture}, members, params, models)
+        rows += [{"granularity": granularity, **{k: v for k, v in row.items() if not k.startswith("active_params")},
+                  "switching_rate": mixture.rate} for row in table]
+        frontiers[granularity] = run_search(oracle, params, models, search)
+    return rows, frontiers

@@ -86,7 +86,7 @@ def combiners(seed):
              "prefix": lambda s: naive_prefix_router(prefix, nll - prefix, scale, s),
              "switching": lambda s: naive_switching(segments, segment_text, scale, 0.2, s)}
     built = {"min": MinCombiner(weighted), "router": RouterCombiner(predicted, weighted),
-             "mixture": MixtureCombiner(nll, scale), "prefix": PrefixRouterCombiner(prefix, nll - prefix, scale),
+             "mixture": MixtureCombiner(nll, scale), "prefix": PrefixRouterCombiner(prefix, nll - prefix, scale, np.full(len(scale), 0.3)),
              "switching": SwitchingMixtureCombiner(segments, segment_text, scale, 0.2)}
     return built, naive, params, models
 

@@ -236,11 +236,18 @@ class MixtureCombiner(Combiner):
 class PrefixRouterCombiner(Combiner):
     """Every member reads a text's prefix, predicted by their uniform mixture; the rest of the text goes to the
     member whose prefix NLL was lowest (the mixture's posterior favourite). `prefix_nll`, `rest_nll` (M, N) in
-    nats; `scale` (N,) as for MixtureCombiner. The state is the prefix mixture's, then the rest's router's."""
+    nats; `scale` (N,) as for MixtureCombiner; `prefix_share` (N,) the share of each text's bytes in its prefix
+    (every member runs there, one after). The state is the prefix mixture's, then the rest's router's."""
 
-    def __init__(self, prefix_nll: np.ndarray, rest_nll: np.ndarray, scale: np.ndarray):
+    def __init__(self, prefix_nll: np.ndarray, rest_nll: np.ndarray, scale: np.ndarray, prefix_share: np.ndarray):
         self.prefix = MixtureCombiner(prefix_nll, scale)
         self.rest = RouterCombiner(prefix_nll, np.asarray(rest_nll, dtype=np.float64) * scale)
+        self.prefix_share = np.asarray(prefix_share, dtype=np.float64)
+
+    def active_params(self, state: State, total_params: np.ndarray, params: np.ndarray) -> np.ndarray:
+        chosen = np.asarray(params, dtype=np.float64)[self.chosen(state)]  # (B, N)
+        share = self.prefix_share[None, :]
+        return (share * np.asarray(total_params, dtype=np.float64)[:, None] + (1 - share) * chosen).mean(axis=1)
 
     def singles(self) -> State:
         return self.prefix.singles() + self.rest.singles()
