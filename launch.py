@@ -33,6 +33,7 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
     from mmc.data import load_corpus
     from mmc.paths import cache_root
     from mmc.pool import build_pool, is_scored, matrix_pool
+    from mmc.tasks import is_task_corpus, load_items
 
     started = time.time()
     tracking.connect(config.tracking.uri)
@@ -44,33 +45,36 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
             if config.stage == Stage.score:
                 raise MMCError(f"pool={config.pool.kind} holds precomputed losses, nothing to score; use stage=analyze")
             lm, texts = matrix_pool(config.pool)
-            check_ensemble(config.ensemble, lm.domains, texts, False)
+            check_ensemble(config.ensemble, lm.domains, texts, False, lm.data_kind)
         else:
-            from mmc.scoring.stage import cached_loss_matrix, score_pool  # torch
+            from mmc.scoring import choices, stage  # torch
 
             cache = cache_root(config.cache_dir)
-            corpus = load_corpus(config.dataset)
-            texts = corpus.texts
+            items = is_task_corpus(config.dataset)  # multiple-choice items: scored choice by choice
+            corpus = load_items(config.dataset) if items else load_corpus(config.dataset)
+            texts = None if items else corpus.texts
             # e.g. domain_router on one domain: before scoring
-            check_ensemble(config.ensemble, corpus.domains, texts, False)
+            check_ensemble(config.ensemble, corpus.domains, texts, False, "choices" if items else "texts")
             specs = build_pool(config.pool, cache)
             config.search.check_pool(len(specs))  # e.g. too many models for exhaustive: say so before scoring
             artifacts.log_corpus(corpus)
             scoring = replace(config.scoring, cache_dir=config.scoring.cache_dir or str(cache / "scores"))
-            score = cached_loss_matrix if config.stage == Stage.analyze else score_pool
-            lm = score(specs, corpus, scoring, config.pool.param_count)
-        artifacts.log_loss_matrix(lm)
+            fresh, cached = ((choices.score_choices, choices.cached_choice_matrix) if items else
+                             (stage.score_pool, stage.cached_loss_matrix))
+            lm = (cached if config.stage == Stage.analyze else fresh)(specs, corpus, scoring, config.pool.param_count)
+        artifacts.log_matrix(lm)
         if config.stage != Stage.score:
             artifacts.log_analysis(analyze(lm, config.loss, config.search, config.fit, config.ensemble, texts))
         artifacts.log_metrics({"time.total_s": time.time() - started})
         return {"run_id": active.info.run_id}
 
 
-def check_ensemble(ensemble, domains, texts, tokens: bool) -> None:
-    """The ensemble option can run on these texts (MMCError in one line if not), before any scoring."""
+def check_ensemble(ensemble, domains, texts, tokens: bool, data_kind: str) -> None:
+    """The ensemble option can run on these texts or items (MMCError in one line if not), before any scoring."""
     from mmc.ensemble.split import split_texts
 
-    ensemble.check_data(split_texts(domains, ensemble.train_fraction, ensemble.seed), texts is not None, tokens)
+    ensemble.check_data(split_texts(domains, ensemble.train_fraction, ensemble.seed), texts is not None, tokens,
+                        data_kind)
 
 
 def job_tags(config: Config) -> dict:

@@ -1,4 +1,7 @@
-"""The analysis of one loss matrix: search, frontiers, fits, uncertainty, tables, figures (no I/O here)."""
+"""The analysis of one loss matrix: search, frontiers, fits, uncertainty, tables, figures (no I/O here).
+
+A mmc.choices.ChoiceMatrix goes through the same analysis, its losses being errors: what differs (metric names,
+labels, when an error rate's frontier is not fitted, its extra tables) is its `measure()` and `summary_tables()`."""
 from __future__ import annotations
 
 import itertools
@@ -8,12 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mmc import plots
-from mmc.ensemble import EnsembleConfig, EnsembleData, OracleEnsemble, SwitchingMixtureEnsemble
+from mmc.ensemble import DATA_KINDS, EnsembleConfig, EnsembleData, OracleEnsemble, SwitchingMixtureEnsemble
 from mmc.ensemble.combiners import MinCombiner
 from mmc.ensemble.split import split_texts
 from mmc.errors import MMCError
 from mmc.fit import FitConfig, PowerLawFit, compare_floor, fit_power_law, fit_table
-from mmc.losses import LossConfig, LossMatrix
+from mmc.losses import LossConfig, LossMatrix, Measure
 from mmc.realisable import (applicable_options, ensemble_frontiers, eval_split_summary, granularity_table,
                             realisable_table)
 from mmc.search import SearchConfig, SearchResult, run_search, select_families
@@ -31,6 +34,7 @@ class Analysis:
     fit_table: list[dict]
     single_table: list[dict]
     metrics: dict[str, float]
+    measure: Measure  # what the losses are: metric names and labels
     extras: dict = field(default_factory=dict)  # analysis.json: search stats, floor tests, uncertainty
     figures: dict = field(default_factory=dict)  # name.png -> matplotlib Figure
     # frontier_<name>.csv beyond frontier.csv and single_frontier.csv: the result and, where it differs from
@@ -49,9 +53,13 @@ def oracle_search(weighted: np.ndarray, lm: LossMatrix, search: SearchConfig) ->
     return run_search(MinCombiner(weighted), lm.params, lm.models, search)
 
 
-def try_fit(name: str, result: SearchResult, fit: FitConfig, skipped: dict) -> PowerLawFit | None:
-    """The curve's fit, or None with the reason kept in `skipped` (too few points, no decline, ...)."""
+def try_fit(name: str, result: SearchResult, fit: FitConfig, skipped: dict, measure: Measure) -> PowerLawFit | None:
+    """The curve's fit, or None with the reason kept in `skipped` (too few points, no decline, a saturated or flat
+    error rate, ...)."""
     try:
+        reason = measure.unfit_reason(result.frontier_params, result.frontier_loss)
+        if reason is not None:
+            raise MMCError(reason)
         return fit_power_law(result.frontier_params, result.frontier_loss, fit.residuals, fit.robust)
     except MMCError as e:
         log.warning("no %s fit: %s", name, e)
@@ -77,6 +85,7 @@ def analyze(lm: LossMatrix, loss: LossConfig, search: SearchConfig, fit: FitConf
     where the ensemble options need them."""
     ensemble = ensemble or OracleEnsemble()
     lm = select_families(lm, search.families)
+    measure = lm.measure(loss)
     weighted = lm.weighted_losses(loss)
     ensemble_result = oracle_search(weighted, lm, search)
     single = single_models(weighted, lm.params, lm.models)
@@ -85,10 +94,11 @@ def analyze(lm: LossMatrix, loss: LossConfig, search: SearchConfig, fit: FitConf
         curves.update(group_searches(lm, loss, search))
 
     skipped: dict[str, str] = {}
-    fits = {name: f for name, result in curves.items() if (f := try_fit(name, result, fit, skipped)) is not None}
+    fits = {name: f for name, result in curves.items()
+            if (f := try_fit(name, result, fit, skipped, measure)) is not None}
     metrics = {
-        "loss.best_single": float(single.frontier_loss.min()),
-        "loss.oracle_all": float(weighted.min(axis=0).sum()),
+        **measure.headline("best_single", float(single.frontier_loss.min())),
+        **measure.headline("oracle_all", float(weighted.min(axis=0).sum())),
         **{f"search.{k}": v for k, v in ensemble_result.stats.items() if isinstance(v, (int, float))},
     }
     for name, f in fits.items():
@@ -104,30 +114,32 @@ def analyze(lm: LossMatrix, loss: LossConfig, search: SearchConfig, fit: FitConf
     table = fit_table(fits) if "single" in fits else []
     extras.update(uncertainty(lm, weighted, ensemble_result, loss, search, fit, metrics, fits))
 
-    unit_label = loss.unit.replace("_", " ")
+    unit_label = measure.label
     figures = {
         "frontier.png": plots.plot_frontier(ensemble_result, lm.params, single.explored_loss, lm.families,
                                             {n: fits[n] for n in ("single", "ensemble") if n in fits}, unit_label),
-        "oracle_choice_by_domain.png": plots.plot_oracle_choice(weighted, lm.models, lm.domains, lm.params),
     }
+    if not measure.accuracy:  # on 0/1 errors the oracle has no pick of its own: every solving member ties
+        figures["oracle_choice_by_domain.png"] = plots.plot_oracle_choice(weighted, lm.models, lm.domains, lm.params)
     if groups:
         frontiers = {n: (r.frontier_params, r.frontier_loss) for n, r in groups.items()}
         frontiers["all"] = (ensemble_result.frontier_params, ensemble_result.frontier_loss)
         group_fits = {("all" if n == "ensemble" else n): f for n, f in fits.items() if n != "single"}
         figures["homo_vs_hetero.png"] = plots.plot_groups(frontiers, group_fits, unit_label)
     singles = single_model_table(lm, loss)
-    out = Analysis(lm, ensemble_result, single, fits, table, singles, metrics, extras, figures)
+    out = Analysis(lm, ensemble_result, single, fits, table, singles, metrics, measure, extras, figures,
+                   tables=lm.summary_tables())
     if tokens is not None and search.families is not None:
         tokens = tokens.select_models(np.flatnonzero(np.isin(tokens.models, lm.models)))
     data = EnsembleData(lm, loss, split_texts(lm.domains, ensemble.train_fraction, ensemble.seed), texts, tokens)
-    realisable(out, ensemble, data, search, fit, unit_label)
+    realisable(out, ensemble, data, search, fit, measure)
     if tokens is not None and texts is not None:
-        granularities(out, ensemble, data, search, fit, unit_label)
+        granularities(out, ensemble, data, search, fit, measure)
     return out
 
 
 def granularities(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, search: SearchConfig, fit: FitConfig,
-                  unit_label: str) -> None:
+                  measure: Measure) -> None:
     """Add to `out` granularity.csv, the segment oracle's frontier and fit at each granularity (does the floor
     fall as collaboration gets finer?) and their figure."""
     rates = (ensemble if isinstance(ensemble, SwitchingMixtureEnsemble) else SwitchingMixtureEnsemble()).rates
@@ -135,7 +147,8 @@ def granularities(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, s
     rows, frontiers = granularity_table(data, out.ensemble.frontier_members, lm.params, lm.models, search, rates)
     out.tables["granularity.csv"] = rows
     skipped = out.extras.setdefault("fit_skipped", {})
-    fits = {g: f for g, r in frontiers.items() if (f := try_fit(f"segment_oracle.{g}", r, fit, skipped)) is not None}
+    fits = {g: f for g, r in frontiers.items()
+            if (f := try_fit(f"segment_oracle.{g}", r, fit, skipped, measure)) is not None}
     for g, f in fits.items():
         out.fits[f"segment_oracle.{g}"] = f
         out.metrics.update({f"fit.segment_oracle.{g}.alpha": f.alpha, f"fit.segment_oracle.{g}.L_inf": f.L_inf})
@@ -143,11 +156,11 @@ def granularities(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, s
         if row["subset"] == "pool":
             out.metrics[f"loss.segment_oracle.{row['granularity']}_all"] = row["loss_segment_oracle"]
             out.metrics[f"loss.switching_mixture.{row['granularity']}_all"] = row["loss_switching_mixture"]
-    out.figures["granularity.png"] = plots.plot_granularity(frontiers, fits, rows, unit_label)
+    out.figures["granularity.png"] = plots.plot_granularity(frontiers, fits, rows, measure.label)
 
 
 def realisable(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, search: SearchConfig, fit: FitConfig,
-               unit_label: str) -> None:
+               measure: Measure) -> None:
     """Add to `out` the realisable ensembles on the evaluation texts: realisable.csv and its figure for every
     option that applies, and for a chosen option other than the oracle its frontier, fit, loss and gap beside
     the oracle's on the same texts."""
@@ -163,7 +176,7 @@ def realisable(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, sear
     split[data.split.train] = "train"
     out.tables["text_split.csv"] = [{"text_id": t, "domain": d, "split": s}
                                     for t, d, s in zip(lm.text_ids.tolist(), lm.domains.tolist(), split)]
-    out.figures["realisable.png"] = plots.plot_realisable(rows, list(combiners), unit_label)
+    out.figures["realisable.png"] = plots.plot_realisable(rows, list(combiners), measure.label)
     name = ensemble.kind
     if name == "oracle":
         return
@@ -172,19 +185,21 @@ def realisable(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, sear
     out.frontiers["frontier_oracle_heldout.csv"] = (heldout, None)
     curves = {name: result, "oracle_heldout": heldout}
     skipped_fits = out.extras.setdefault("fit_skipped", {})
-    new_fits = {n: f for n, r in curves.items() if (f := try_fit(n, r, fit, skipped_fits)) is not None}
+    new_fits = {n: f for n, r in curves.items() if (f := try_fit(n, r, fit, skipped_fits, measure)) is not None}
     out.fits.update(new_fits)
     out.fit_table = fit_table(out.fits) if "single" in out.fits else out.fit_table
     out.extras[f"search_stats.{name}"] = result.stats
     pool = rows[0]
-    out.metrics.update({f"loss.{name}_all": pool[f"loss_{name}"], "loss.oracle_heldout_all": pool["loss_oracle"],
-                        f"gap.{name}": pool[f"loss_{name}"] - pool["loss_oracle"]})
+    out.metrics.update({**measure.headline(f"{name}_all", pool[f"loss_{name}"]),
+                        **measure.headline("oracle_heldout_all", pool["loss_oracle"])})
+    out.metrics[f"gap.{name}"] = pool[f"loss_{name}"] - pool["loss_oracle"]  # in the loss (error rate): >= 0 is worse
     for curve, f in new_fits.items():
         out.metrics.update({f"fit.{curve}.alpha": f.alpha, f"fit.{curve}.L_inf": f.L_inf, f"fit.{curve}.A": f.A})
     single_losses = combiners[name].single_losses
     out.figures[f"frontier_{name}.png"] = plots.plot_frontier(
-        result, lm.params, single_losses, lm.families, new_fits, unit_label,
-        title=f"ensemble={name} on the {len(data.split.evaluation)} evaluation texts, beside the oracle's fit there",
+        result, lm.params, single_losses, lm.families, new_fits, measure.label,
+        title=f"ensemble={name} on the {len(data.split.evaluation)} evaluation {DATA_KINDS[data.data_kind]}, beside "
+              "the oracle's fit there",
         frontier_label=f"{name} frontier")
 
 

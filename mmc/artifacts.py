@@ -34,9 +34,10 @@ def log_corpus(corpus: Corpus) -> None:
     log_metrics({f"corpus.n_texts.{d}": n for d, n in domains.items()})
 
 
-def log_loss_matrix(lm: LossMatrix) -> None:
+def log_matrix(lm: LossMatrix) -> None:
+    """loss_matrix.npz, or choice_matrix.npz for multiple-choice items (`lm.artifact`)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "loss_matrix.npz"
+        path = Path(tmp) / lm.artifact
         lm.save(path)
         mlflow.log_artifact(str(path))
     mlflow.log_params({"matrix.n_models": lm.n_models, "matrix.n_texts": lm.n_texts,
@@ -60,6 +61,7 @@ def frontier_rows(result: SearchResult, active_params: np.ndarray | None = None)
 def log_analysis(analysis: Analysis) -> None:
     """Artifacts, tables, metrics and figures of an analysed loss matrix."""
     mlflow.log_param("analysis.families", ",".join(sorted(set(analysis.lm.families.tolist())))[:6000])
+    mlflow.set_tag("analysis.measure", analysis.measure.label)  # what the losses are: sweeps group runs by it
     log_table(frontier_rows(analysis.ensemble), "frontier.csv")
     log_table(frontier_rows(analysis.single), "single_frontier.csv")
     tracking.log_json({name: fit.to_dict() for name, fit in analysis.fits.items()}, "fits.json")

@@ -26,6 +26,7 @@ from omegaconf import MISSING
 
 from mmc.errors import MMCError
 from mmc.registry import Option, Registry, check_node, choices
+from mmc.tasks import ChoicesBuiltinDataset, ChoicesFilesDataset, load_choices_builtin, load_choices_files
 
 log = logging.getLogger(__name__)
 
@@ -368,4 +369,6 @@ DATASETS = Registry("dataset kind", [
     Option("builtin", load_builtin_dataset, BuiltinDataset),
     Option("files", load_files, FilesDataset),
     Option("hf", load_hf, HfDataset),
+    Option("choices_files", load_choices_files, ChoicesFilesDataset),  # task corpora: mmc.tasks
+    Option("choices_builtin", load_choices_builtin, ChoicesBuiltinDataset),
 ])

@@ -28,6 +28,34 @@ AGGREGATES = Registry("aggregate", [
 ])
 
 
+@dataclass(frozen=True)
+class Measure:
+    """What the analysis of a matrix measures, named in one place: its headline metrics are `<metric>.<name>`
+    (loss.best_single, or acc.best_single for accuracy, which reports 1 - the error rate), its curves are
+    labelled `label`, and an error rate's frontier that reaches 0 or is flat is reported, not fitted."""
+
+    metric: str  # "loss" or "acc"
+    label: str  # the unit of the y axes: "bits per byte", "error rate", ...
+    accuracy: bool = False  # the loss is an error rate in [0, 1]: headlines report 1 - it
+
+    def headline(self, name: str, loss: float) -> dict[str, float]:
+        """{metric key: value} of a headline loss, e.g. the best single model's."""
+        return {f"{self.metric}.{name}": 1.0 - loss if self.accuracy else loss}
+
+    def unfit_reason(self, params: np.ndarray, losses: np.ndarray) -> str | None:
+        """Why a frontier of error rates has no power law to fit (None: fit it); losses have mmc.fit's checks."""
+        if not self.accuracy or len(losses) == 0:
+            return None
+        losses = np.asarray(losses, dtype=np.float64)
+        if losses.min() <= 0:
+            return (f"saturated: the frontier reaches an error rate of 0 at {int(np.min(np.asarray(params)[losses <= 0])):,}"
+                    " parameters, so no floor above 0 is measurable; use harder items")
+        if np.ptp(losses) == 0:
+            return (f"flat: all {len(losses)} frontier points have the error rate {losses[0]:.4g}, which does not fall "
+                    "with parameters; use items the pool can tell apart")
+        return None
+
+
 @dataclass
 class LossConfig:
     """How per-text losses are measured and averaged (see DESIGN, Units)."""
@@ -112,6 +140,16 @@ class LossMatrix:
         check_finite(self.models, self.nll)
         if (self.n_bytes <= 0).any() or (self.n_chars <= 0).any():
             raise MMCError("texts with zero length in the loss matrix; drop empty texts from the corpus")
+
+    data_kind = "texts"  # what the ensemble options combine (mmc.ensemble)
+    artifact = "loss_matrix.npz"  # what a run logs it as
+
+    def measure(self, loss: LossConfig) -> Measure:
+        return Measure("loss", loss.unit.replace("_", " "))
+
+    def summary_tables(self) -> dict[str, list[dict]]:
+        """Tables a run logs beside single_model_table.csv: none for texts."""
+        return {}
 
     def per_text_loss(self, unit: str = "bits_per_byte", ref_bytes_per_token: float = 4.0) -> np.ndarray:
         """Loss of every (model, text) in `unit`, float64 (M, N)."""

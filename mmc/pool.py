@@ -65,7 +65,7 @@ class TinyRandomPool(ScoredPoolConfig):
 @dataclass
 class MatrixPool(PoolConfig):
     kind: str = "matrix"
-    path: str = MISSING  # a loss_matrix.npz written by an earlier run
+    path: str = MISSING  # a loss_matrix.npz (or choice_matrix.npz) written by an earlier run
 
 
 @dataclass
@@ -93,7 +93,10 @@ def tiny_random_models(cfg: TinyRandomPool, cache_dir: Path) -> list[ModelSpec]:
 
 
 def matrix_losses(cfg: MatrixPool) -> tuple[LossMatrix, None]:
-    return LossMatrix.load(cfg.path), None  # an earlier run's matrix holds no texts
+    """An earlier run's loss_matrix.npz or choice_matrix.npz (it holds no texts)."""
+    from mmc.choices import ChoiceMatrix, is_choice_matrix
+
+    return (ChoiceMatrix.load(cfg.path) if is_choice_matrix(cfg.path) else LossMatrix.load(cfg.path)), None
 
 
 def synthetic_losses(cfg: SyntheticPool) -> tuple[LossMatrix, list[str]]:

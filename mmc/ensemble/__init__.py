@@ -9,6 +9,11 @@ Finer than a text, from per-token losses (mmc.segments): `segment_oracle` (the b
 lower bound for any system switching at those boundaries), `switching_mixture` (fixed share over segments,
 its rate chosen on the training texts) and `prefix_router` (every member reads a prefix, the best of them
 the rest).
+On multiple-choice items (a mmc.choices.ChoiceMatrix: a loss is an error, 1 or 0), `oracle` solves an item when
+any member does, `mixture` averages the members' distributions over the choices, `domain_router` routes each task
+to its best member on the training items, and three options apply to items only: `oracle_loss` (the member with
+the lowest loss on the right answer: the paper's rule carried over, not realisable), `vote` (majority, ties to the
+larger model) and `confidence` (the member most sure of its answer).
 """
 from __future__ import annotations
 
@@ -19,8 +24,8 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 from omegaconf import MISSING
 
-from mmc.ensemble.combiners import (Combiner, MinCombiner, MixtureCombiner, PrefixRouterCombiner, RouterCombiner,
-                                    SwitchingMixtureCombiner)
+from mmc.ensemble.combiners import (ChoiceMixtureCombiner, Combiner, MinCombiner, MixtureCombiner, PrefixRouterCombiner,
+                                    RouterCombiner, SwitchingMixtureCombiner, VoteCombiner)
 from mmc.ensemble.routers import domain_predictor, knn_predictor, nearest_training_texts
 from mmc.ensemble.split import TextSplit
 from mmc.errors import MMCError
@@ -33,7 +38,7 @@ from mmc.segments import GRANULARITIES, Cuts, common_boundaries, prefix_cuts, se
 class EnsembleData:
     """What every ensemble option is built from: the run's losses on all texts, their split, and side data."""
 
-    lm: LossMatrix
+    lm: LossMatrix  # or a mmc.choices.ChoiceMatrix (data_kind "choices"), whose losses are errors
     loss: LossConfig
     split: TextSplit
     texts: Optional[list[str]] = None  # aligned with lm.text_ids; None when the texts are not at hand
@@ -43,6 +48,10 @@ class EnsembleData:
     def __post_init__(self):
         self.per_text = self.lm.per_text_loss(self.loss.unit, self.loss.ref_bytes_per_token)  # (M, N)
         self.weights = self.lm.text_weights(self.loss.aggregate)  # (N,), sum 1
+
+    @property
+    def data_kind(self) -> str:
+        return self.lm.data_kind
 
     def eval_weights(self) -> np.ndarray:
         """(E,) the weights of the evaluation texts, renormalised: losses are means over those texts."""
@@ -87,6 +96,9 @@ class EnsembleData:
         return self.per_text[:, self.split.train], self.weights[self.split.train]
 
 
+DATA_KINDS = {"texts": "texts", "choices": "multiple-choice items"}  # what a matrix's losses are of
+
+
 @dataclass
 class EnsembleConfig:
     kind: str = MISSING  # set by the option: ensemble=oracle, ...
@@ -94,13 +106,22 @@ class EnsembleConfig:
     seed: int = 0  # the split's draw
 
     monotone: ClassVar[bool] = False  # adding a member never raises the loss (search=exact and milp need it)
+    data_kinds: ClassVar[tuple[str, ...]] = ("texts",)  # what it combines (DATA_KINDS)
 
     def check(self, path: str) -> None:
         if not 0 < self.train_fraction < 1:
             raise MMCError(f"{path}.train_fraction={self.train_fraction}; use a share strictly between 0 and 1")
 
-    def check_data(self, split: TextSplit, has_texts: bool, has_tokens: bool) -> None:
-        """One-line MMCError when this option cannot run on these texts (checked before any scoring)."""
+    def check_data(self, split: TextSplit, has_texts: bool, has_tokens: bool, data_kind: str) -> None:
+        """One-line MMCError when this option cannot run on these texts or items (checked before any scoring);
+        `data_kind` says which (DATA_KINDS)."""
+        if data_kind not in self.data_kinds:
+            usable = [name for name in ENSEMBLES if data_kind in ENSEMBLES[name].schema.data_kinds]
+            raise MMCError(f"ensemble={self.kind} does not apply to {DATA_KINDS[data_kind]}; use one of "
+                           f"{', '.join(usable)}")
+
+
+BOTH = ("texts", "choices")
 
 
 @dataclass
@@ -108,18 +129,24 @@ class OracleEnsemble(EnsembleConfig):
     kind: str = "oracle"
 
     monotone = True
+    data_kinds = BOTH
 
 
 @dataclass
 class MixtureEnsemble(EnsembleConfig):
     kind: str = "mixture"
 
+    data_kinds = BOTH
+
 
 @dataclass
 class DomainRouterEnsemble(EnsembleConfig):
     kind: str = "domain_router"
 
-    def check_data(self, split: TextSplit, has_texts: bool, has_tokens: bool) -> None:
+    data_kinds = BOTH
+
+    def check_data(self, split: TextSplit, has_texts: bool, has_tokens: bool, data_kind: str) -> None:
+        super().check_data(split, has_texts, has_tokens, data_kind)
         domains = sorted(set(split.domains.tolist()))
         if len(domains) < 2:
             raise MMCError(f"ensemble=domain_router needs texts of several domains, the corpus has one "
@@ -140,7 +167,8 @@ class KnnRouterEnsemble(EnsembleConfig):
         if self.k < 1:
             raise MMCError(f"{path}.k={self.k}; use at least 1 neighbour")
 
-    def check_data(self, split: TextSplit, has_texts: bool, has_tokens: bool) -> None:
+    def check_data(self, split: TextSplit, has_texts: bool, has_tokens: bool, data_kind: str) -> None:
+        super().check_data(split, has_texts, has_tokens, data_kind)
         if not has_texts:
             raise MMCError("ensemble=knn_router compares texts, and this loss matrix comes without them; "
                            "score a corpus (dataset=..., a scored pool) or choose another ensemble")
@@ -159,7 +187,8 @@ class SegmentEnsemble(EnsembleConfig):
 
     granularity: str = field(default="line", metadata=choices(GRANULARITIES))  # where members may switch
 
-    def check_data(self, split: TextSplit, has_texts: bool, has_tokens: bool) -> None:
+    def check_data(self, split: TextSplit, has_texts: bool, has_tokens: bool, data_kind: str) -> None:
+        super().check_data(split, has_texts, has_tokens, data_kind)
         if not has_tokens:
             raise MMCError(f"ensemble={self.kind} {NO_TOKENS}")
         if self.granularity != "text" and not has_texts:
@@ -185,8 +214,8 @@ class SwitchingMixtureEnsemble(SegmentEnsemble):
         if not self.rates or any(not 0 <= r < 1 for r in self.rates):
             raise MMCError(f"{path}.rates={list(self.rates)}; give one or more switching rates in [0, 1)")
 
-    def check_data(self, split: TextSplit, has_texts: bool, has_tokens: bool) -> None:
-        super().check_data(split, has_texts, has_tokens)
+    def check_data(self, split: TextSplit, has_texts: bool, has_tokens: bool, data_kind: str) -> None:
+        super().check_data(split, has_texts, has_tokens, data_kind)
         if len(split.train) == 0:
             raise MMCError("ensemble=switching_mixture chooses its rate on training texts, and the split has none; "
                            "raise ensemble.train_fraction or use a larger corpus")
@@ -202,17 +231,45 @@ class PrefixRouterEnsemble(EnsembleConfig):
         if self.prefix_bytes < 0:
             raise MMCError(f"{path}.prefix_bytes={self.prefix_bytes}; use 0 or more bytes")
 
-    def check_data(self, split: TextSplit, has_texts: bool, has_tokens: bool) -> None:
+    def check_data(self, split: TextSplit, has_texts: bool, has_tokens: bool, data_kind: str) -> None:
+        super().check_data(split, has_texts, has_tokens, data_kind)
         if not has_tokens:
             raise MMCError(f"ensemble=prefix_router {NO_TOKENS}")
 
 
+@dataclass
+class OracleLossEnsemble(EnsembleConfig):
+    kind: str = "oracle_loss"
+
+    data_kinds = ("choices",)
+
+
+@dataclass
+class VoteEnsemble(EnsembleConfig):
+    kind: str = "vote"
+
+    data_kinds = ("choices",)
+
+
+@dataclass
+class ConfidenceEnsemble(EnsembleConfig):
+    kind: str = "confidence"
+
+    data_kinds = ("choices",)
+
+
 def oracle(cfg: OracleEnsemble, data: EnsembleData) -> Combiner:
+    """Texts: the member of lowest loss per text. Items: MinCombiner on errors, so an item is solved when any
+    member solves it."""
     return MinCombiner(data.eval_weighted())
 
 
 def mixture(cfg: MixtureEnsemble, data: EnsembleData) -> Combiner:
+    """Texts: the whole-text mixture. Items: the average of the members' distributions over the choices."""
     evaluation = data.split.evaluation
+    if data.data_kind == "choices":
+        return ChoiceMixtureCombiner(data.lm.choice_probabilities()[:, evaluation], data.lm.gold[evaluation],
+                                     data.eval_weights())
     scale = data.eval_weights() / data.lm.unit_length(data.loss.unit, data.loss.ref_bytes_per_token)[evaluation]
     return MixtureCombiner(data.lm.nll[:, evaluation], scale)
 
@@ -229,6 +286,26 @@ def knn_router(cfg: KnnRouterEnsemble, data: EnsembleData) -> Combiner:
     train_loss, train_weights = data.train_inputs()
     neighbours = nearest_training_texts(data.texts, data.split.train, data.split.evaluation, cfg.k)
     return RouterCombiner(knn_predictor(train_loss, train_weights, neighbours), data.eval_weighted())
+
+
+def oracle_loss(cfg: OracleLossEnsemble, data: EnsembleData) -> Combiner:
+    """Route each item to the member of highest score on the right choice (the paper's lowest loss), pay its error."""
+    return RouterCombiner(-data.lm.gold_scores()[:, data.split.evaluation], data.eval_weighted())
+
+
+def vote(cfg: VoteEnsemble, data: EnsembleData) -> Combiner:
+    lm, evaluation = data.lm, data.split.evaluation
+    rank = np.empty(lm.n_models, dtype=np.int64)
+    rank[np.lexsort((np.arange(lm.n_models), -lm.params))] = np.arange(lm.n_models)  # largest first, then index
+    return VoteCombiner(lm.answers()[:, evaluation], lm.loglik.shape[2], rank, lm.gold[evaluation],
+                        data.eval_weights())
+
+
+def confidence(cfg: ConfidenceEnsemble, data: EnsembleData) -> Combiner:
+    """Route each item to the member whose answer has the highest probability among the item's choices (ties: the
+    lower model index), pay its error."""
+    sure = data.lm.choice_probabilities().max(axis=2)
+    return RouterCombiner(-sure[:, data.split.evaluation], data.eval_weighted())
 
 
 def segment_oracle(cfg: SegmentOracleEnsemble, data: EnsembleData) -> Combiner:
@@ -265,10 +342,13 @@ ENSEMBLES = Registry("ensemble", [
     Option("segment_oracle", segment_oracle, SegmentOracleEnsemble),
     Option("switching_mixture", switching_mixture, SwitchingMixtureEnsemble),
     Option("prefix_router", prefix_router, PrefixRouterEnsemble),
+    Option("oracle_loss", oracle_loss, OracleLossEnsemble),
+    Option("vote", vote, VoteEnsemble),
+    Option("confidence", confidence, ConfidenceEnsemble),
 ])
 
 
 def build_combiner(cfg: EnsembleConfig, data: EnsembleData) -> Combiner:
     """The combiner of option `cfg` on the evaluation texts of `data`, after its data check."""
-    cfg.check_data(data.split, data.texts is not None, data.tokens is not None)
+    cfg.check_data(data.split, data.texts is not None, data.tokens is not None, data.data_kind)
     return ENSEMBLES.run(cfg.kind)(cfg, data)

@@ -13,6 +13,10 @@ subsets only through these, so one strategy serves every combiner:
 - MixtureCombiner: the uniform Bayesian mixture of the members' text probabilities,
   NLL_mix(x) = -log((1/|S|) sum_i exp(-NLL_i(x))), kept as a running log-sum-exp (max, scaled sum,
   count), so texts thousands of nats long neither overflow nor underflow.
+- On multiple-choice items (ChoiceCombiner: a loss is an error, 1 or 0, times the item's weight): VoteCombiner
+  (the members' majority answer, ties to the largest voter) and ChoiceMixtureCombiner (the argmax of the members'
+  averaged distributions over the choices). The oracle on items is MinCombiner on errors; routers on items
+  (the confidence router, oracle_loss) are RouterCombiners that pay errors.
 
 `monotone` says that adding a member never raises the loss (exact and milp rely on it); `submodular`
 that gains only shrink as the subset grows (greedy's lazy evaluation relies on it).
@@ -321,3 +325,68 @@ class SwitchingMixtureCombiner(Combiner):
 
     def loss(self, state: State) -> np.ndarray:
         return self.per_text(state).sum(axis=-1)
+
+
+class ChoiceCombiner(Combiner):
+    """Combiners of multiple-choice answers: the state's first array is a per-choice score (B, N, C) that merges,
+    a subset answers each item with the choice of highest score (ties: the lower index) and pays `weights` (N,)
+    where that is not `gold` (N,): its loss is an error rate."""
+
+    def __init__(self, gold: np.ndarray, weights: np.ndarray):
+        self.gold = np.asarray(gold, dtype=np.int64)
+        self.weights = np.asarray(weights, dtype=np.float64)
+
+    def answers(self, state: State) -> np.ndarray:
+        """(B, N) the choice each subset answers each item with."""
+        raise NotImplementedError
+
+    def per_text(self, state: State) -> np.ndarray:
+        return (self.answers(state) != self.gold[None, :]) * self.weights[None, :]
+
+    def loss(self, state: State) -> np.ndarray:
+        return self.per_text(state).sum(axis=-1)
+
+
+class VoteCombiner(ChoiceCombiner):
+    """Majority vote: each member votes for its answer (`answers` (M, N) choice indices, `n_choices` their range);
+    the choice with the most votes wins, and among choices tied for the most votes, the one the largest of their
+    voters chose (the member of lowest `rank` (M,): by parameters, largest first, then by model index).
+    The state is, per item and choice, the number of votes and the best rank among its voters (M: none), which
+    merge by a sum and a minimum, so a subset's answer does not depend on the order of its members."""
+
+    def __init__(self, answers: np.ndarray, n_choices: int, rank: np.ndarray, gold: np.ndarray, weights: np.ndarray):
+        super().__init__(gold, weights)
+        answers = np.asarray(answers, dtype=np.int64)
+        m = len(answers)
+        votes = (answers[:, :, None] == np.arange(n_choices)[None, None, :])  # (M, N, C)
+        self.n_ranks = m
+        self._singles = (votes.astype(np.int32),
+                         np.where(votes, np.asarray(rank, dtype=np.int32)[:, None, None], np.int32(m)))
+
+    def singles(self) -> State:
+        return self._singles
+
+    def merge(self, a: State, b: State) -> State:
+        return a[0] + b[0], np.minimum(a[1], b[1])
+
+    def answers(self, state: State) -> np.ndarray:
+        votes, best = state
+        return (votes.astype(np.int64) * (self.n_ranks + 1) + (self.n_ranks - best)).argmax(axis=2)
+
+
+class ChoiceMixtureCombiner(ChoiceCombiner):
+    """The members' choice distributions averaged (`probabilities` (M, N, C), each a model's softmax over an item's
+    choices, 0 where there is none); a subset answers with the argmax of the average. The state is the sum."""
+
+    def __init__(self, probabilities: np.ndarray, gold: np.ndarray, weights: np.ndarray):
+        super().__init__(gold, weights)
+        self._singles = (np.asarray(probabilities, dtype=np.float64),)
+
+    def singles(self) -> State:
+        return self._singles
+
+    def merge(self, a: State, b: State) -> State:
+        return (a[0] + b[0],)
+
+    def answers(self, state: State) -> np.ndarray:
+        return state[0].argmax(axis=2)

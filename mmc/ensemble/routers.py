@@ -25,7 +25,10 @@ def domain_predictor(train_loss: np.ndarray, train_weights: np.ndarray, train_do
     predicted = np.empty((len(train_loss), len(eval_domains)))
     for domain in np.unique(eval_domains):
         rows = train_domains == domain
-        mean = train_loss[:, rows] @ train_weights[rows] / train_weights[rows].sum()
+        # weights scaled to a largest of 1: equal weights sum errors (0 or 1) exactly, so models with as many
+        # errors tie exactly and the router's tie rule (the lower model index) decides, not rounding
+        weights = train_weights[rows] / train_weights[rows].max()
+        mean = train_loss[:, rows] @ weights / weights.sum()
         predicted[:, eval_domains == domain] = mean[:, None]
     return predicted
 
