@@ -47,14 +47,13 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
             lm, texts = matrix_pool(config.pool)
             check_ensemble(config.ensemble, lm.domains, texts, False, lm.data_kind)
         else:
-            from mmc.scoring import choices, stage  # torch
-
             cache = cache_root(config.cache_dir)
             items = is_task_corpus(config.dataset)  # multiple-choice items: scored choice by choice
             corpus = load_items(config.dataset) if items else load_corpus(config.dataset)
             texts = None if items else corpus.texts
             # e.g. domain_router on one domain: before scoring
             check_ensemble(config.ensemble, corpus.domains, texts, False, "choices" if items else "texts")
+            from mmc.scoring import choices, stage  # torch
             specs = build_pool(config.pool, cache)
             config.search.check_pool(len(specs))  # e.g. too many models for exhaustive: say so before scoring
             artifacts.log_corpus(corpus)

@@ -51,8 +51,8 @@ class Measure:
             return (f"saturated: the frontier reaches an error rate of 0 at {int(np.min(np.asarray(params)[losses <= 0])):,}"
                     " parameters, so no floor above 0 is measurable; use harder items")
         if np.ptp(losses) == 0:
-            return (f"flat: all {len(losses)} frontier points have the error rate {losses[0]:.4g}, which does not fall "
-                    "with parameters; use items the pool can tell apart")
+            return (f"flat: the error rate stays at {losses[0]:.4g} over the {len(losses)} frontier point(s): no larger "
+                    "subset answers fewer items wrongly; use items the pool can tell apart")
         return None
 
 

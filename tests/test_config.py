@@ -13,7 +13,8 @@ from mmc.config import GROUPS, Config, register_configs, validate
 from mmc.fit import FitConfig
 from mmc.paths import CONF_DIR
 
-REQUIRED = {"dataset=files": ["dataset.path=/data/texts"], "pool=matrix": ["pool.path=/runs/loss_matrix.npz"]}
+REQUIRED = {"dataset=files": ["dataset.path=/data/texts"], "dataset=choices_files": ["dataset.path=/data/tasks"],
+            "pool=matrix": ["pool.path=/runs/loss_matrix.npz"]}
 OPTION_FILES = sorted(p.relative_to(CONF_DIR).with_suffix("").as_posix()
                       for group in (*GROUPS, "fit") for p in (CONF_DIR / group).glob("*.yaml"))
 
