@@ -176,7 +176,9 @@ def realisable(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, sear
     split[data.split.train] = "train"
     out.tables["text_split.csv"] = [{"text_id": t, "domain": d, "split": s}
                                     for t, d, s in zip(lm.text_ids.tolist(), lm.domains.tolist(), split)]
-    out.figures["realisable.png"] = plots.plot_realisable(rows, list(combiners), measure.label)
+    out.figures["realisable.png"] = plots.plot_realisable(
+        rows, list(combiners), measure.label,
+        title=f"Realisable ensembles beside the oracle (evaluation {DATA_KINDS[data.data_kind]})")
     name = ensemble.kind
     if name == "oracle":
         return

@@ -2,7 +2,8 @@
 
 Jobs (in this process or in launcher workers, local or on SLURM) find the parent's id in a file in
 the sweep directory and open their runs as its children. At the end, the parent gets a comparison
-table of its children and a figure overlaying their frontiers, and records which children failed.
+table of its children and a figure overlaying their frontiers and fitted laws (a panel per measure: a loss, or an
+error rate on multiple-choice items), and records which children failed.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from hydra.experimental.callback import Callback
 from mlflow.tracking import MlflowClient
@@ -23,7 +25,7 @@ from mmc import tracking
 log = logging.getLogger(__name__)
 PARENT_FILE = "mlflow_parent_run_id"
 COMPARED_METRICS = ("fit.single.alpha", "fit.single.L_inf", "fit.ensemble.alpha", "fit.ensemble.L_inf",
-                    "loss.best_single", "loss.oracle_all", "time.total_s")
+                    "loss.best_single", "loss.oracle_all", "acc.best_single", "acc.oracle_all", "time.total_s")
 
 
 def parent_run_id(sweep_dir: str | Path) -> str | None:
@@ -111,38 +113,48 @@ def pool_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def overlay_frontiers(client: MlflowClient, children):
-    """Every finished child's frontier on one log-x plot, named by its overrides and ensemble option: the oracle's
-    (all texts) or the realisable option's own (evaluation texts). None when no child has one."""
+    """Every finished child's frontier and fitted law on log-x axes, named by its overrides and ensemble option: the
+    oracle's (all texts) or the realisable option's own (evaluation texts). One panel per measure (the children's
+    `analysis.measure` tag: a loss unit, or error rate), so a sweep over a corpus of texts and a task corpus shows the
+    loss law and the accuracy law of the same pool side by side. None when no child has a frontier."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    plotted = 0
+    panels: dict[str, list] = {}  # measure -> [(label, frontier, (A, alpha, L_inf) or None)]
     with tempfile.TemporaryDirectory() as tmp:
         for run in children:
             if run.info.status != "FINISHED":
                 continue
-            kind, artifact, _ = ensemble_curve(run)
+            kind, artifact, fit = ensemble_curve(run)
             try:
                 path = client.download_artifacts(run.info.run_id, artifact, tmp)
             except mlflow.exceptions.MlflowException:
                 continue  # a stage=score job logs no frontier
-            front = pd.read_csv(path)
-            texts = "all texts" if kind == "oracle" else "evaluation texts"
+            texts = "all" if kind == "oracle" else "evaluation"
             overrides = [o for o in run.data.tags.get("hydra.overrides", "").split()
                          if not o.startswith(("tracking.", "hydra.", "cache_dir="))]  # where, not what
-            label = f"{' '.join(overrides) or run.info.run_name} [{kind}, {texts}]"
-            ax.step(front["params"], front["loss"], where="post", marker="o", ms=3, label=label)
-            plotted += 1
-    if not plotted:
-        plt.close(fig)
+            measure = run.data.tags.get("analysis.measure", run.data.params.get("loss.unit", "loss"))
+            constants = tuple(run.data.metrics.get(f"{fit}.{c}") for c in ("A", "alpha", "L_inf"))
+            panels.setdefault(measure, []).append((f"{' '.join(overrides) or run.info.run_name} [{kind}, {texts}]",
+                                                   pd.read_csv(path), None if None in constants else constants))
+    if not panels:
         return None
-    ax.set_xscale("log")
-    ax.set_xlabel("total parameters P(S)")
-    ax.set_ylabel(f"ensemble loss ({children[0].data.params.get('loss.unit', 'loss')})")
-    ax.set_title("Frontiers of the sweep's jobs, by ensemble option")
-    ax.legend(fontsize=7, loc="upper right")
+    fig, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 4.8), squeeze=False)
+    for ax, (measure, curves) in zip(axes[0], panels.items()):
+        for i, (label, front, constants) in enumerate(curves):
+            colour = f"C{i % 10}"
+            ax.step(front["params"], front["loss"], where="post", marker="o", ms=3, color=colour, label=label)
+            if constants is not None:
+                a, alpha, floor = constants
+                grid = np.geomspace(front["params"].min(), front["params"].max(), 100)
+                ax.plot(grid, a * grid ** -alpha + floor, color=colour, ls="--", lw=1,
+                        label=f"  fit: α={alpha:.3f}, L∞={floor:.4g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("total parameters P(S)")
+        ax.set_ylabel(f"ensemble loss ({measure})")
+        ax.set_title(f"Frontiers of the sweep's jobs: {measure}")
+        ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig

@@ -8,12 +8,14 @@ the context (mmc.choices). Two dataset kinds build them (registered in mmc.data.
   `target_delimiter + choice` (" " by default). The task is `task_field`, else the file's path under
   `dataset.path` without its suffix.
 - `choices_builtin`: three tasks cut from the built-in corpus's evaluation split (blocks the zoo never trains
-  on), each item the true continuation of a block beside three distractors, the true continuations of other
-  items of the same task with about as many bytes (so that length alone tells little):
-  `prose_next_words` (the next three words of a paragraph of the language reference), `docstring_next_words`
-  (the same in docstrings) and `code_next_line` (the next line of a top-level statement of the standard library).
-  Contexts are the last CONTEXT_CHARS characters before the cut, at a word or line boundary, and answers at most
-  MAX_ANSWER_CHARS, so that an item fits the zoo's 128-token window even with a byte tokenizer. Deterministic given the Python version and the seed.
+  on), one per domain: `prose_word_order` (paragraphs of the language reference), `docstring_word_order` and
+  `code_word_order` (top-level statements of the standard library). An item is a passage and four choices for
+  what follows: its next four words in their true order, and three other orders of the same words (the
+  whitespace between them in place), so every choice has the same bytes and only the model's sense of the text
+  tells them apart. Contexts are the last CONTEXT_CHARS characters before the cut, from a word's start, and
+  continuations at most MAX_ANSWER_CHARS, so that an item fits the zoo's 128-token window even with a byte
+  tokenizer. Deterministic given the Python version and the seed. (Distractors taken from other items'
+  continuations left the zoo at chance: its tiny models barely use the context, but they know word order.)
 """
 from __future__ import annotations
 
@@ -75,8 +77,9 @@ class ChoicesBuiltinDataset(ChoicesDataset):
 
     def check(self, path: str) -> None:
         super().check(path)
-        if self.n_choices < 2:
-            raise MMCError(f"{path}.n_choices={self.n_choices}; a multiple-choice item needs at least 2 choices")
+        if not 2 <= self.n_choices <= math.factorial(NEXT_WORDS):
+            raise MMCError(f"{path}.n_choices={self.n_choices}; use 2 to {math.factorial(NEXT_WORDS)} (the orders of "
+                           f"{NEXT_WORDS} words)")
 
 
 @dataclass
@@ -273,17 +276,16 @@ def parse_item(record: dict, file: Path, n: int, cfg: ChoicesFilesDataset) -> tu
 
 # a context and a choice fit the zoo's 128 positions even with its byte tokenizer: 80 + 44 characters
 CONTEXT_CHARS = 80  # the context: at most this many characters before the cut
-MAX_ANSWER_CHARS = 44  # the longest true continuation (a choice)
-NEXT_WORDS = 3  # words of a next-words choice
+MAX_ANSWER_CHARS = 44  # the longest continuation (a choice)
+NEXT_WORDS = 4  # words of a continuation: 24 orders, of which a choice shows four
 MIN_WORDS = 6  # words before the first cut of a block
 WORD_STEP = 24  # words between cuts in one block
-LINE_STEP = 4  # lines between cuts in one block
-NEAREST = 16  # distractors are drawn among this many other items' answers nearest in bytes
 WORD = re.compile(r"\S+")
+BUILTIN_TASKS = {"prose_word_order": "prose", "docstring_word_order": "docstrings", "code_word_order": "code"}
 
 
 def next_words(block: str) -> list[tuple[str, str]]:
-    """(context, the next NEXT_WORDS words with the whitespace before them) at cuts every WORD_STEP words."""
+    """(context, the next NEXT_WORDS words with the whitespace before each) at cuts every WORD_STEP words."""
     words = list(WORD.finditer(block))
     out = []
     for k in range(MIN_WORDS, len(words) - NEXT_WORDS + 1, WORD_STEP):
@@ -295,49 +297,18 @@ def next_words(block: str) -> list[tuple[str, str]]:
     return out
 
 
-def next_line(block: str) -> list[tuple[str, str]]:
-    """(context ending with a line break, the next line) at cuts every LINE_STEP lines, for lines with text."""
-    lines = block.split("\n")
-    out = []
-    for k in range(1, len(lines), LINE_STEP):
-        if not lines[k].strip() or len(lines[k]) > MAX_ANSWER_CHARS:
-            continue
-        first = k
-        while first > 0 and sum(len(line) + 1 for line in lines[first - 1:k]) <= CONTEXT_CHARS:
-            first -= 1
-        if first < k:
-            out.append(("\n".join(lines[first:k]) + "\n", lines[k]))
-    return out
-
-
-BUILTIN_TASKS = {  # task -> (built-in domain, how its blocks are cut)
-    "prose_next_words": ("prose", next_words),
-    "docstring_next_words": ("docstrings", next_words),
-    "code_next_line": ("code", next_line),
-}
-
-
-def with_distractors(pairs: list[tuple[str, str]], n_choices: int, rng: np.random.Generator
-                     ) -> list[tuple[str, list[str], int]]:
-    """(context, choices, gold) per pair whose answer has n_choices - 1 distinct other answers to stand beside:
-    distractors drawn among the NEAREST other answers of the task closest in bytes, the choices shuffled."""
-    answers = [a for _, a in pairs]
-    size = np.array([len(a.encode("utf-8")) for a in answers])
-    order = np.argsort(size, kind="stable")
-    position = np.empty(len(order), dtype=np.int64)
-    position[order] = np.arange(len(order))
-    out = []
-    for i, (context, answer) in enumerate(pairs):
-        p = position[i]
-        near = order[max(0, p - NEAREST):p + NEAREST + 1]
-        near = near[np.argsort(np.abs(size[near] - size[i]), kind="stable")][:NEAREST + 1]
-        pool = list(dict.fromkeys(answers[j] for j in rng.permutation(near) if answers[j] != answer))
-        if len(pool) < n_choices - 1:
-            continue
-        options = [answer] + pool[:n_choices - 1]
-        shuffled = rng.permutation(n_choices)
-        out.append((context, [options[j] for j in shuffled], int(np.flatnonzero(shuffled == 0)[0])))
-    return out
+def reorderings(answer: str, n: int, rng: np.random.Generator) -> list[str]:
+    """`answer` and up to n - 1 other orders of its words (the whitespace between them stays in place)."""
+    words = WORD.findall(answer)
+    gaps = WORD.split(answer)[:-1]  # the whitespace before each word
+    options = [answer]
+    for _ in range(8 * n):  # distinct orders; repeated words can leave fewer than n
+        order = "".join(gap + words[j] for gap, j in zip(gaps, rng.permutation(len(words))))
+        if order not in options:
+            options.append(order)
+        if len(options) == n:
+            break
+    return options
 
 
 def load_choices_builtin(cfg: ChoicesBuiltinDataset) -> Items:
@@ -345,17 +316,18 @@ def load_choices_builtin(cfg: ChoicesBuiltinDataset) -> Items:
 
     blocks, seen = builtin_blocks(), set()
     ids, contexts, all_choices, gold, domains = [], [], [], [], []
-    for task, (domain, cut) in BUILTIN_TASKS.items():
-        pairs = [pair for block in blocks[domain] if is_eval_block(block) for pair in cut(block)]
+    for task, domain in BUILTIN_TASKS.items():
         rng = np.random.default_rng(task_seed(task, cfg.seed))
-        for context, item, answer in with_distractors(pairs, cfg.n_choices, rng):
-            item_id = f"{task}/{hashlib.sha256(json.dumps([context, item]).encode()).hexdigest()[:12]}"
-            if item_id in seen:  # the same cut twice (a repeated block): one item
+        for context, answer in (pair for block in blocks[domain] if is_eval_block(block) for pair in next_words(block)):
+            options = reorderings(answer, cfg.n_choices, rng)
+            item_id = f"{task}/{hashlib.sha256(json.dumps([context, answer]).encode()).hexdigest()[:12]}"
+            if len(options) < cfg.n_choices or item_id in seen:  # too few orders, or a repeated block
                 continue
             seen.add(item_id)
+            order = rng.permutation(cfg.n_choices)
             ids.append(item_id)
             contexts.append(context)
-            all_choices.append(item)
-            gold.append(answer)
+            all_choices.append([options[j] for j in order])
+            gold.append(int(np.flatnonzero(order == 0)[0]))
             domains.append(task)
     return Items(ids, contexts, all_choices, np.array(gold, dtype=np.int64), domains, "", cfg.length_norm)
