@@ -53,13 +53,14 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
             texts = None if items else corpus.texts
             # e.g. domain_router on one domain: before scoring
             check_ensemble(config.ensemble, corpus.domains, texts, False, "choices" if items else "texts")
-            from mmc.scoring import choices, stage  # torch
             specs = build_pool(config.pool, cache)
             config.search.check_pool(len(specs))  # e.g. too many models for exhaustive: say so before scoring
             artifacts.log_corpus(corpus)
             scoring = replace(config.scoring, cache_dir=config.scoring.cache_dir or str(cache / "scores"))
-            fresh, cached = ((choices.score_choices, choices.cached_choice_matrix) if items else
-                             (stage.score_pool, stage.cached_loss_matrix))
+            if items:
+                from mmc.scoring.choices import cached_choice_matrix as cached, score_choices as fresh  # torch
+            else:
+                from mmc.scoring.stage import cached_loss_matrix as cached, score_pool as fresh  # torch
             lm = (cached if config.stage == Stage.analyze else fresh)(specs, corpus, scoring, config.pool.param_count)
         artifacts.log_matrix(lm)
         if config.stage != Stage.score:

@@ -83,3 +83,31 @@ def test_a_text_only_ensemble_on_a_choice_matrix_fails_in_one_line(tmp_path):
     one_line_error(launch(tmp_path, "pool=matrix", f"pool.path={tmp_path / 'choice_matrix.npz'}",
                           "ensemble=knn_router", check=False),
                    "ensemble=knn_router does not apply to multiple-choice items; use one of oracle, mixture")
+
+
+def test_a_sweep_over_texts_and_items_shows_both_laws_side_by_side(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from mmc.losses import LossMatrix
+    from mmc.sweep import overlay_frontiers
+
+    cm = skilled_matrix(2, n=200)
+    cm.save(tmp_path / "choice_matrix.npz")
+    rng = np.random.default_rng(0)
+    nll = (np.log(cm.params)[::-1, None] * 40 + rng.gamma(4.0, 20.0, (cm.n_models, 100)))
+    LossMatrix(cm.models, cm.families, cm.params, [f"t{k}" for k in range(100)], nll, np.ones_like(nll, dtype=int),
+               np.full(100, 300), np.full(100, 300), np.where(np.arange(100) % 2, "a", "b")).save(tmp_path / "lm.npz")
+    launch(tmp_path, "-m", "pool=matrix", f"pool.path={tmp_path / 'lm.npz'},{tmp_path / 'choice_matrix.npz'}",
+           "fit.bootstrap=0", "name=laws")
+    client, found = runs(tmp_path, "laws")
+    (parent,) = [r for r in found if r.data.tags.get("sweep") == "true"]
+    children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.tags["analysis.measure"] for r in children) == ["bits per byte", "error rate"]
+    table = pd.read_csv(client.download_artifacts(parent.info.run_id, "sweep_comparison.csv", str(tmp_path)))
+    assert table["acc.oracle_all"].notna().sum() == 1 and table["loss.oracle_all"].notna().sum() == 1
+    assert "sweep_frontiers.png" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    figure = overlay_frontiers(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"), children)
+    labels = sorted(ax.get_ylabel() for ax in figure.axes)
+    assert labels == ["ensemble loss (bits per byte)", "ensemble loss (error rate)"]
+    for ax in figure.axes:  # each panel: its frontier and its fitted law
+        assert any(line.get_label().strip().startswith("fit: α=") for line in ax.get_lines())
