@@ -93,9 +93,7 @@ class Items:
     gold: np.ndarray  # int64 (I,)
     domains: list[str]
     delimiter: str = ""
-    length_norm: str = "none"
-
-    data_kind = "choices"
+    length_norm: str = "none"  # LENGTH_NORMS: how a model's answer is picked (the ChoiceMatrix's)
 
     def __len__(self) -> int:
         return len(self.ids)
