@@ -43,12 +43,15 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
         if not is_scored(config.pool):
             if config.stage == Stage.score:
                 raise MMCError(f"pool={config.pool.kind} holds precomputed losses, nothing to score; use stage=analyze")
-            lm = matrix_pool(config.pool)
+            lm, texts = matrix_pool(config.pool)
+            check_ensemble(config.ensemble, lm.domains, texts)
         else:
             from mmc.scoring.stage import cached_loss_matrix, score_pool  # torch
 
             cache = cache_root(config.cache_dir)
             corpus = load_corpus(config.dataset)
+            texts = corpus.texts
+            check_ensemble(config.ensemble, corpus.domains, texts)  # e.g. domain_router on one domain: before scoring
             specs = build_pool(config.pool, cache)
             config.search.check_pool(len(specs))  # e.g. too many models for exhaustive: say so before scoring
             artifacts.log_corpus(corpus)
@@ -57,9 +60,16 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
             lm = score(specs, corpus, scoring, config.pool.param_count)
         artifacts.log_loss_matrix(lm)
         if config.stage != Stage.score:
-            artifacts.log_analysis(analyze(lm, config.loss, config.search, config.fit))
+            artifacts.log_analysis(analyze(lm, config.loss, config.search, config.fit, config.ensemble, texts))
         artifacts.log_metrics({"time.total_s": time.time() - started})
         return {"run_id": active.info.run_id}
+
+
+def check_ensemble(ensemble, domains, texts) -> None:
+    """The ensemble option can run on these texts (MMCError in one line if not), before any scoring."""
+    from mmc.ensemble.split import split_texts
+
+    ensemble.check_data(split_texts(domains, ensemble.train_fraction, ensemble.seed), texts is not None)
 
 
 def job_tags(config: Config) -> dict:

@@ -43,14 +43,18 @@ def log_loss_matrix(lm: LossMatrix) -> None:
                        "matrix.families": ",".join(sorted(set(lm.families.tolist())))[:6000]})
 
 
-def frontier_rows(result: SearchResult) -> pd.DataFrame:
-    """frontier.csv: members ('+'-joined, sorted), k, params, loss; one row per Pareto-optimal subset."""
-    return pd.DataFrame({
+def frontier_rows(result: SearchResult, active_params: np.ndarray | None = None) -> pd.DataFrame:
+    """frontier.csv: members ('+'-joined, sorted), k, params, loss; one row per Pareto-optimal subset; plus
+    active_params (parameters run per text) where given."""
+    rows = pd.DataFrame({
         "members": result.frontier_names(),
         "k": result.frontier_members.sum(axis=1).astype(int),
         "params": np.asarray(result.frontier_params, dtype=np.int64),
         "loss": result.frontier_loss,
     })
+    if active_params is not None:
+        rows["active_params"] = active_params
+    return rows
 
 
 def log_analysis(analysis: Analysis) -> None:
@@ -61,6 +65,10 @@ def log_analysis(analysis: Analysis) -> None:
     tracking.log_json({name: fit.to_dict() for name, fit in analysis.fits.items()}, "fits.json")
     log_table(analysis.fit_table, "fit_table.csv")
     log_table(analysis.single_table, "single_model_table.csv")
+    for name, (result, active) in analysis.frontiers.items():
+        log_table(frontier_rows(result, active), name)
+    for name, rows in analysis.tables.items():
+        log_table(rows, name)
     tracking.log_json(analysis.extras, "analysis.json")
     log_metrics(analysis.metrics)
     for name, figure in analysis.figures.items():

@@ -11,12 +11,13 @@ from mmc.errors import MMCError
 from mmc.models import duplicates
 from mmc.registry import Option, Registry, choices
 
-# Loss of every (model, text) from the raw totals, per unit: f(lm, ref_bytes_per_token) -> (M, N)
+# Loss of every (model, text) from the raw totals, per unit: the text's NLL in nats divided by a per-text
+# length, f(lm, ref_bytes_per_token) -> (N,). Every unit is linear in the NLL, so a mixture's NLL converts alike.
 UNITS = Registry("unit", [
-    Option("bits_per_byte", lambda lm, ref: lm.nll / lm.n_bytes / math.log(2)),
-    Option("nats_per_byte", lambda lm, ref: lm.nll / lm.n_bytes),
-    Option("nats_per_char", lambda lm, ref: lm.nll / lm.n_chars),
-    Option("nats_per_token_ref", lambda lm, ref: lm.nll / (lm.n_bytes / ref)),  # per reference token
+    Option("bits_per_byte", lambda lm, ref: lm.n_bytes * math.log(2)),
+    Option("nats_per_byte", lambda lm, ref: lm.n_bytes.astype(np.float64)),
+    Option("nats_per_char", lambda lm, ref: lm.n_chars.astype(np.float64)),
+    Option("nats_per_token_ref", lambda lm, ref: lm.n_bytes / ref),  # per reference token
 ])
 # Weights w (N,), summing to 1, such that a loss over texts is sum_x w_x * L(x). `mean` averages per-text
 # losses; `ratio_of_sums` (total NLL / total length) is a length-weighted mean. The oracle's per-text choice
@@ -114,6 +115,10 @@ class LossMatrix:
 
     def per_text_loss(self, unit: str = "bits_per_byte", ref_bytes_per_token: float = 4.0) -> np.ndarray:
         """Loss of every (model, text) in `unit`, float64 (M, N)."""
+        return self.nll / self.unit_length(unit, ref_bytes_per_token)
+
+    def unit_length(self, unit: str = "bits_per_byte", ref_bytes_per_token: float = 4.0) -> np.ndarray:
+        """(N,) what a text's NLL in nats is divided by to give its loss in `unit` (see UNITS)."""
         return UNITS.run(unit)(self, ref_bytes_per_token)
 
     def text_weights(self, aggregate: str = "mean") -> np.ndarray:

@@ -42,7 +42,7 @@ def _finish(ax, unit: str) -> None:
 
 
 def plot_frontier(search: SearchResult, single_params, single_loss, single_families, fits: dict[str, PowerLawFit],
-                  unit: str, title: str = "Loss vs total parameters") -> Figure:
+                  unit: str, title: str = "Loss vs total parameters", frontier_label: str = "ensemble frontier") -> Figure:
     """Every explored subset (faint), the ensemble frontier, single models coloured by family, and the
     fitted curves (`fits`, e.g. {"single": ..., "ensemble": ...}) with their floors dashed."""
     single_params = np.asarray(single_params, dtype=np.float64)
@@ -56,7 +56,7 @@ def plot_frontier(search: SearchResult, single_params, single_loss, single_famil
     ax.scatter(search.explored_params[::every], search.explored_loss[::every], s=3, color="0.5", alpha=0.25, lw=0,
                rasterized=True, label=f"explored subsets ({search.n_explored:,})")
     ax.plot(search.frontier_params, search.frontier_loss, color="black", lw=1.2, marker=".", ms=4,
-            label=f"ensemble frontier ({search.n_frontier:,} subsets)")
+            label=f"{frontier_label} ({search.n_frontier:,} subsets)")
     families = sorted(set(single_families.tolist()))
     for family, colour in zip(families, _colours(len(families))):
         pick = single_families == family
@@ -143,4 +143,37 @@ def plot_oracle_choice(per_text_loss, models, domains, params=None,
     ax.set_ylabel("model" + (" (sorted by parameters)" if params is not None else ""))
     fig.colorbar(image, ax=ax, label="share of the domain's texts the model wins")
     ax.set_title(f"{title}\n({len(rows)} of {len(models)} models win at least one text)", fontsize=10)
+    return fig
+
+
+def plot_realisable(rows: list[dict], options: list[str], unit: str,
+                    title: str = "Realisable ensembles beside the oracle (evaluation texts)") -> Figure:
+    """Left: the loss of every ensemble option over the oracle frontier's subsets (realisable.csv's rows with
+    subset "frontier") against their total parameters, the whole pool as stars. Right: each option's excess
+    over the oracle on the same subsets, where the curves part."""
+    frontier = sorted((r for r in rows if r["subset"] == "frontier"), key=lambda r: r["params"])
+    pool = next(r for r in rows if r["subset"] == "pool")
+    fig = Figure(figsize=(13, 5.5), layout="constrained")
+    loss_ax, gap_ax = fig.subplots(1, 2)
+    params = [r["params"] for r in frontier]
+    oracle = np.array([r["loss_oracle"] for r in frontier])
+    for name, colour in zip(options, _colours(len(options))):
+        is_oracle = name == "oracle"
+        colour = "black" if is_oracle else colour
+        losses = np.array([r[f"loss_{name}"] for r in frontier])
+        loss_ax.plot(params, losses, marker=".", ms=4, color=colour, lw=1.0 if is_oracle else 1.4,
+                     ls="--" if is_oracle else "-", zorder=4 if is_oracle else 2,
+                     label=f"{name} (pool: {pool[f'loss_{name}']:.4g})")
+        loss_ax.scatter([pool["params"]], [pool[f"loss_{name}"]], marker="*", s=120, zorder=5, color=colour,
+                        edgecolor="black", lw=0.5)
+        gap_ax.plot(params, losses - oracle, marker=".", ms=4, color=colour, ls="--" if is_oracle else "-",
+                    label=f"{name} (pool: {pool[f'loss_{name}'] - pool['loss_oracle']:+.3g})")
+    _finish(loss_ax, unit)
+    loss_ax.set_title("loss; lines: the oracle frontier's subsets, stars: the whole pool", fontsize=10)
+    loss_ax.legend(loc="upper right", fontsize=8, frameon=False)
+    _finish(gap_ax, unit)
+    gap_ax.set_ylabel(f"loss minus the oracle's on the same subset ({unit})")
+    gap_ax.set_title("excess over the oracle", fontsize=10)
+    gap_ax.legend(loc="upper left", fontsize=8, frameon=False)
+    fig.suptitle(title)
     return fig

@@ -16,7 +16,7 @@ from mmc.errors import MMCError
 from mmc.losses import LossMatrix
 from mmc.models import ModelSpec, check_specs
 from mmc.registry import Option, Registry, choices
-from mmc.synthetic import synthetic_loss_matrix
+from mmc.synthetic import synthetic_domain_texts, synthetic_loss_matrix
 from mmc.tiny_random import TinyRandomConfig, build_tiny_random
 from mmc.zoo.config import ZooConfig
 
@@ -92,12 +92,13 @@ def tiny_random_models(cfg: TinyRandomPool, cache_dir: Path) -> list[ModelSpec]:
     return build_tiny_random(cfg.tiny_random, cache_dir / "tiny_random")
 
 
-def matrix_losses(cfg: MatrixPool) -> LossMatrix:
-    return LossMatrix.load(cfg.path)
+def matrix_losses(cfg: MatrixPool) -> tuple[LossMatrix, None]:
+    return LossMatrix.load(cfg.path), None  # an earlier run's matrix holds no texts
 
 
-def synthetic_losses(cfg: SyntheticPool) -> LossMatrix:
-    return synthetic_loss_matrix(cfg.n_models, cfg.n_texts, cfg.seed)
+def synthetic_losses(cfg: SyntheticPool) -> tuple[LossMatrix, list[str]]:
+    lm = synthetic_loss_matrix(cfg.n_models, cfg.n_texts, cfg.seed)
+    return lm, synthetic_domain_texts(lm.domains, cfg.seed)
 
 
 POOLS = Registry("pool kind", [
@@ -122,10 +123,11 @@ def build_pool(cfg: ScoredPoolConfig, cache_dir: Path) -> list[ModelSpec]:
     return specs
 
 
-def matrix_pool(cfg: PoolConfig) -> LossMatrix:
-    """The LossMatrix of a pool that needs no scoring (kind matrix or synthetic), `only` applied."""
-    lm = POOLS.run(cfg.kind)(cfg)
-    return lm.select_models(matching(lm.models.tolist(), cfg.only)) if cfg.only else lm
+def matrix_pool(cfg: PoolConfig) -> tuple[LossMatrix, list[str] | None]:
+    """The LossMatrix of a pool that needs no scoring (kind matrix or synthetic), `only` applied, and its texts
+    (aligned with its text ids) where the pool has them."""
+    lm, texts = POOLS.run(cfg.kind)(cfg)
+    return (lm.select_models(matching(lm.models.tolist(), cfg.only)) if cfg.only else lm), texts
 
 
 def matching(names: list[str], only: str | None) -> list[int]:

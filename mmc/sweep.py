@@ -73,18 +73,32 @@ class MlflowSweepCallback(Callback):
             sys.exit(1)
 
 
+def ensemble_curve(run) -> tuple[str, str, str]:
+    """(ensemble option, its frontier artifact, its fit's metric prefix) of a child run: the oracle's all-text
+    frontier, or a realisable option's own frontier on the evaluation texts."""
+    kind = run.data.params.get("ensemble.kind", "oracle")
+    if kind == "oracle":
+        return kind, "frontier.csv", "fit.ensemble"
+    return kind, f"frontier_{kind}.csv", f"fit.{kind}"
+
+
 def comparison_table(children) -> pd.DataFrame:
-    """One row per child run: overrides, status, the compared metrics."""
+    """One row per child run: overrides, status, ensemble option, its frontier's fitted alpha and L_inf and its
+    gap to the oracle (on the same evaluation texts), the compared metrics."""
     rows = []
     for run in sorted(children, key=lambda r: r.info.start_time):
         families = run.data.params.get("analysis.families", "")
+        kind, _, fit = ensemble_curve(run)
+        metrics = run.data.metrics
         row = {"run_name": run.info.run_name, "run_id": run.info.run_id, "status": run.info.status,
                "overrides": run.data.tags.get("hydra.overrides", ""), "families": families,
-               "pool": "heterogeneous" if "," in families else "homogeneous" if families else ""}
-        row.update({m: run.data.metrics.get(m) for m in COMPARED_METRICS})
+               "pool": "heterogeneous" if "," in families else "homogeneous" if families else "",
+               "ensemble": kind, "ensemble.alpha": metrics.get(f"{fit}.alpha"),
+               "ensemble.L_inf": metrics.get(f"{fit}.L_inf"), "ensemble.gap": metrics.get(f"gap.{kind}", 0.0)}
+        row.update({m: metrics.get(m) for m in COMPARED_METRICS})
         rows.append(row)
-    return pd.DataFrame(rows, columns=["run_name", "run_id", "status", "overrides", "families", "pool",
-                                       *COMPARED_METRICS])
+    return pd.DataFrame(rows, columns=["run_name", "run_id", "status", "overrides", "families", "pool", "ensemble",
+                                       "ensemble.alpha", "ensemble.L_inf", "ensemble.gap", *COMPARED_METRICS])
 
 
 def pool_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -97,24 +111,29 @@ def pool_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def overlay_frontiers(client: MlflowClient, children):
-    """Every finished child's ensemble frontier on one log-x plot (None when no child has one)."""
+    """Every finished child's frontier on one log-x plot, named by its overrides and ensemble option: the oracle's
+    (all texts) or the realisable option's own (evaluation texts). None when no child has one."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.8))
     plotted = 0
     with tempfile.TemporaryDirectory() as tmp:
         for run in children:
             if run.info.status != "FINISHED":
                 continue
+            kind, artifact, _ = ensemble_curve(run)
             try:
-                path = client.download_artifacts(run.info.run_id, "frontier.csv", tmp)
+                path = client.download_artifacts(run.info.run_id, artifact, tmp)
             except mlflow.exceptions.MlflowException:
                 continue  # a stage=score job logs no frontier
             front = pd.read_csv(path)
-            label = run.data.tags.get("hydra.overrides") or run.info.run_name
+            texts = "all texts" if kind == "oracle" else "evaluation texts"
+            overrides = [o for o in run.data.tags.get("hydra.overrides", "").split()
+                         if not o.startswith(("tracking.", "hydra.", "cache_dir="))]  # where, not what
+            label = f"{' '.join(overrides) or run.info.run_name} [{kind}, {texts}]"
             ax.step(front["params"], front["loss"], where="post", marker="o", ms=3, label=label)
             plotted += 1
     if not plotted:
@@ -122,8 +141,8 @@ def overlay_frontiers(client: MlflowClient, children):
         return None
     ax.set_xscale("log")
     ax.set_xlabel("total parameters P(S)")
-    ax.set_ylabel(f"oracle loss ({children[0].data.params.get('loss.unit', 'loss')})")
-    ax.set_title("Ensemble frontiers of the sweep's jobs")
+    ax.set_ylabel(f"ensemble loss ({children[0].data.params.get('loss.unit', 'loss')})")
+    ax.set_title("Frontiers of the sweep's jobs, by ensemble option")
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig

@@ -7,8 +7,9 @@ subsets only through these, so one strategy serves every combiner:
 
 - MinCombiner (the oracle): the state is the per-text minimum of C[i, x] = w_x L_i(x) (weighted losses).
 - RouterCombiner: a predictor Â (models x texts, lower is better) routes each text to the member with
-  the lowest prediction, which is paid its true weighted loss; the state is (lowest prediction, paid,
-  chosen member). The oracle is the router with Â = C.
+  the lowest prediction, which is paid its true weighted loss; the state is, per text, the best rank
+  among the members in the order Â sorts the models (a minimum, as the oracle's). The oracle is the
+  router with Â = C.
 - MixtureCombiner: the uniform Bayesian mixture of the members' text probabilities,
   NLL_mix(x) = -log((1/|S|) sum_i exp(-NLL_i(x))), kept as a running log-sum-exp (max, scaled sum,
   count), so texts thousands of nats long neither overflow nor underflow.
@@ -22,7 +23,8 @@ import numpy as np
 
 State = tuple  # arrays with a leading subsets axis
 
-CHUNK_BYTES = 64 * 2**20  # memory of the states built at once by subset_losses
+CHUNK_BYTES = 64 * 2**20  # memory of the states built at once by Combiner.fold
+MAX_BLOCK = 2048  # subsets folded at once: their (B, B) containment matrix stays small
 
 
 class Combiner:
@@ -60,23 +62,64 @@ class Combiner:
         """Bytes of one subset's state."""
         return sum(a[0].nbytes for a in self.singles())
 
-    def subset_losses(self, members: np.ndarray) -> np.ndarray:
-        """Loss of each subset of a bool (S, M) matrix (no empty rows), folding members' states in chunks."""
+    def active_params(self, state: State, total_params: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """(B,) parameters run per text, on average over texts, by subsets of total parameters `total_params`
+        (B,), `params` (M,) being the models' counts. Every member runs unless the combiner routes."""
+        return np.asarray(total_params, dtype=np.float64)
+
+    def fold(self, members: np.ndarray):
+        """(rows, state) for blocks of a bool (S, M) matrix of subsets (no empty rows): the states of the
+        subsets members[rows], a bounded memory's worth at a time. Within a block, subsets are taken smallest
+        first and each starts from the largest earlier subset it contains (on a frontier, usually all but one
+        model of it), so few merges build each state."""
         members = np.asarray(members, dtype=bool)
-        singles, out = self.singles(), np.empty(len(members))
-        chunk = max(1, CHUNK_BYTES // max(1, self.state_bytes()))
-        for start in range(0, len(members), chunk):
-            block = members[start:start + chunk]
-            first = block.argmax(axis=1)
-            state = take(singles, first)  # every subset starts as its first member
-            for j in range(block.shape[1]):
-                rows = np.flatnonzero(block[:, j] & (first != j))
-                if len(rows):
-                    merged = self.merge(take(state, rows), take(singles, slice(j, j + 1)))
-                    for whole, part in zip(state, merged):
-                        whole[rows] = part
-            out[start:start + chunk] = self.loss(state)
-        return out
+        block_size = min(MAX_BLOCK, max(1, CHUNK_BYTES // max(1, self.state_bytes())))
+        order = np.argsort(members.sum(axis=1), kind="stable")
+        for start in range(0, len(members), block_size):
+            rows = order[start:start + block_size]
+            yield rows, self._fold_block(members[rows])
+
+    def _fold_block(self, block: np.ndarray) -> State:
+        """States of the subsets `block` (bool (B, M), sorted by size), each built on its largest earlier subset."""
+        singles, size = self.singles(), block.sum(axis=1)
+        shared = block.astype(np.int32) @ block.T.astype(np.int32)  # (B, B) members in common
+        inside = (shared == size[None, :]) & np.tri(len(block), k=-1, dtype=bool)  # row i contains earlier row j
+        score = np.where(inside, size[None, :], 0)
+        parent = np.where(score.max(axis=1) > 0, score.argmax(axis=1), -1)
+        first = block.argmax(axis=1)
+        missing = np.where(parent[:, None] >= 0, block & ~block[np.maximum(parent, 0)], block)
+        missing[np.flatnonzero(parent < 0), first[parent < 0]] = False  # a root starts as its first member
+        generation = np.zeros(len(block), dtype=np.int64)
+        for i in np.flatnonzero(parent >= 0):  # parents come first: one pass
+            generation[i] = generation[parent[i]] + 1
+        state = take(singles, first)
+        for g in range(generation.max() + 1 if len(block) else 0):
+            rows = np.flatnonzero(generation == g)
+            if g:
+                for whole in state:
+                    whole[rows] = whole[parent[rows]]
+            for j in np.flatnonzero(missing[rows].any(axis=0)):
+                merge_rows = rows[missing[rows, j]]
+                merged = self.merge(take(state, merge_rows), take(singles, slice(j, j + 1)))
+                for whole, part in zip(state, merged):
+                    whole[merge_rows] = part
+        return state
+
+    def evaluate(self, members: np.ndarray, params: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(loss (S,), parameters run per text (S,) or None without `params`) of each subset of a bool (S, M)
+        matrix (no empty rows), from one fold of their states."""
+        members = np.asarray(members, dtype=bool)
+        loss = np.empty(len(members))
+        active = None if params is None else np.empty(len(members))
+        for rows, state in self.fold(members):
+            loss[rows] = self.loss(state)
+            if params is not None:
+                active[rows] = self.active_params(state, members[rows] @ np.asarray(params, np.float64), params)
+        return loss, active
+
+    def subset_losses(self, members: np.ndarray) -> np.ndarray:
+        """Loss of each subset of a bool (S, M) matrix (no empty rows)."""
+        return self.evaluate(members)[0]
 
 
 def take(state: State, index) -> State:
@@ -112,31 +155,38 @@ class MinCombiner(Combiner):
 class RouterCombiner(Combiner):
     """Route each text to the member with the lowest prediction `predicted` (M, N); pay `weighted` (M, N).
 
-    The state is (lowest prediction, loss paid, index of the chosen member); ties in prediction go to the
-    lower model index, so a subset's loss does not depend on the order its members were merged in.
+    Per text, the models are ranked by prediction (ties: the lower model index first); a subset routes to its
+    best-ranked member, so the state is that rank (B, N) and merging is a minimum: a subset's loss does not
+    depend on the order its members were merged in.
     """
 
     def __init__(self, predicted: np.ndarray, weighted: np.ndarray):
         predicted = np.asarray(predicted, dtype=np.float64)
-        index = np.broadcast_to(np.arange(len(predicted), dtype=np.int32)[:, None], predicted.shape).copy()
-        self._singles = (predicted, np.asarray(weighted, dtype=np.float64), index)
+        self.order = np.argsort(predicted, axis=0, kind="stable")  # (M, N): models by rank, per text
+        rank = np.empty_like(self.order, dtype=np.int32)
+        np.put_along_axis(rank, self.order, np.arange(len(predicted), dtype=np.int32)[:, None], axis=0)
+        self.paid_by_rank = np.take_along_axis(np.asarray(weighted, dtype=np.float64), self.order, axis=0)
+        self._singles = (rank,)
+        self._columns = np.arange(predicted.shape[1])
 
     def singles(self) -> State:
         return self._singles
 
     def merge(self, a: State, b: State) -> State:
-        b_wins = (b[0] < a[0]) | ((b[0] == a[0]) & (b[2] < a[2]))
-        return tuple(np.where(b_wins, y, x) for x, y in zip(a, b))
+        return (np.minimum(a[0], b[0]),)
 
     def chosen(self, state: State) -> np.ndarray:
         """(B, N) index of the member each text is routed to."""
-        return state[2]
+        return self.order[state[0], self._columns]
+
+    def active_params(self, state: State, total_params: np.ndarray, params: np.ndarray) -> np.ndarray:
+        return np.asarray(params, dtype=np.float64)[self.chosen(state)].mean(axis=1)  # one member per text
 
     def per_text(self, state: State) -> np.ndarray:
-        return state[1]
+        return self.paid_by_rank[state[0], self._columns]
 
     def loss(self, state: State) -> np.ndarray:
-        return state[1].sum(axis=-1)
+        return self.per_text(state).sum(axis=-1)
 
 
 class MixtureCombiner(Combiner):
@@ -158,6 +208,23 @@ class MixtureCombiner(Combiner):
     def mixture_nll(self, state: State) -> np.ndarray:
         """(B, N) NLL of the mixture in nats."""
         return -(state[0] + np.log(state[1]) - np.log(state[2]))
+
+    def evaluate(self, members: np.ndarray, params: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """As Combiner.evaluate, in one product: with each text's probabilities scaled by the pool's most likely
+        model (p_i(x) = exp(NLL_min(x) - NLL_i(x)) <= 1), a subset's mixture NLL is NLL_min(x) - log(mean over
+        members of p_i(x)). Where that mean underflows (every member over ~700 nats worse than the pool's best),
+        those subsets go through the log-sum-exp fold."""
+        members = np.asarray(members, dtype=bool)
+        log_p = self._singles[0]  # (M, N) -NLL
+        top = log_p.max(axis=0)
+        mean = members.astype(np.float64) @ np.exp(log_p - top) / members.sum(axis=1, keepdims=True)
+        with np.errstate(divide="ignore"):
+            loss = (-(top + np.log(mean)) * self.scale).sum(axis=1)
+        underflow = np.flatnonzero((mean < 1e-280).any(axis=1))
+        if len(underflow):
+            loss[underflow] = super().evaluate(members[underflow])[0]
+        active = None if params is None else members @ np.asarray(params, dtype=np.float64)
+        return loss, active
 
     def per_text(self, state: State) -> np.ndarray:
         return self.mixture_nll(state) * self.scale
