@@ -140,27 +140,51 @@ def test_unreachable_tracking_server_fails_in_one_line(tmp_path):
     assert "unreachable" in proc.stderr.strip().splitlines()[-1]
 
 
+# launch.py with the score cache's chunk writer wrapped: after the run's first new chunk it touches a marker file
+# and blocks, so a signal sent once the marker exists always finds the run mid-scoring
+BLOCK_AFTER_FIRST_CHUNK = """
+import runpy, sys, time
+from pathlib import Path
+import mmc.scoring.cache as cache
+
+marker, write_chunk = Path(sys.argv.pop(1)), cache.write_chunk
+
+def write_then_block(*args, **kwargs):
+    write_chunk(*args, **kwargs)
+    marker.touch()
+    time.sleep(600)
+
+cache.write_chunk = write_then_block
+sys.argv.pop(0)
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def test_an_interrupted_run_is_failed_and_keeps_its_scores(tmp_path):
     """SIGTERM mid-scoring (as SLURM pre-emption sends) marks the run FAILED; the relaunch reuses the cache."""
     db = tmp_path / "mlflow.db"
-    scores = tmp_path / "scores"
-    args = ["experiment=smoke", "fit.bootstrap=0", "dataset.max_texts=150", "scoring.chunk_texts=10",
-            f"scoring.cache_dir={scores}"]
+    scores, marker, log = tmp_path / "scores", tmp_path / "scoring_started", tmp_path / "interrupted.log"
+    args = ["experiment=smoke", "fit.bootstrap=0", "scoring.chunk_texts=10", f"scoring.cache_dir={scores}"]
     launch(tmp_path, *args, "stage=score", "pool.only=gpt-s")  # the zoo is built and one model is cached
+    first = set(scores.rglob("chunk-*.npz"))
     proc = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "launch.py"), f"tracking.uri=sqlite:///{db}", f"cache_dir={SHARED_CACHE}",
-         f"hydra.run.dir={tmp_path}/run2", *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while len(list(scores.rglob("*.npz"))) <= 15 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)  # wait until the second model has written some chunks
+        [sys.executable, "-c", BLOCK_AFTER_FIRST_CHUNK, str(marker), str(REPO_ROOT / "launch.py"),
+         f"tracking.uri=sqlite:///{db}", f"cache_dir={SHARED_CACHE}", f"hydra.run.dir={tmp_path}/run2", *args],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), log.read_text()[-3000:]
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     assert proc.returncode != 0
     _, found = runs(tmp_path, "smoke")
     interrupted = max(found, key=lambda r: r.info.start_time)
     assert interrupted.info.status == "FAILED"
-    kept = len(list(scores.rglob("*.npz")))
-    assert kept > 15
+    kept = {path: path.stat().st_mtime_ns for path in scores.rglob("chunk-*.npz")}
+    assert len(kept) == len(first) + 1  # the second model's first chunk survived the kill
     launch(tmp_path, *args)
     _, found = runs(tmp_path, "smoke")
     assert max(found, key=lambda r: r.info.start_time).info.status == "FINISHED"
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept  # reused, not rescored
+    assert len(list(scores.rglob("chunk-*.npz"))) == 4 * len(first)  # the rest was scored: 4 models
