@@ -88,7 +88,7 @@ def test_smoke_run_logs_the_contract(tmp_path):
     assert (out / "config.yaml").is_file()
 
 
-def test_rerun_reproduces_the_numbers(tmp_path):
+def test_rerun_reproduces_the_numbers_and_takes_overrides(tmp_path):
     launch(tmp_path, "experiment=smoke", "fit.bootstrap=0")
     client, (first,) = runs(tmp_path, "smoke")
     launch(tmp_path, f"rerun={first.info.run_id}")
@@ -98,6 +98,29 @@ def test_rerun_reproduces_the_numbers(tmp_path):
     assert second.data.params == first.data.params | {"rerun": first.info.run_id}
     for metric in CONTRACT_METRICS:
         assert second.data.metrics[metric] == pytest.approx(first.data.metrics[metric], rel=1e-9)
+
+    # overrides go on top of the logged config: a group option replaces the logged group (smoke: exhaustive) ...
+    launch(tmp_path, f"rerun={first.info.run_id}", "search=greedy")
+    # ... and a key of the logged option that the default option (pareto_prune) lacks is set on it
+    launch(tmp_path, f"rerun={first.info.run_id}", "search.max_subsets=4096", "fit.bootstrap=3")
+    _, found = runs(tmp_path, "smoke")
+    greedy, keyed = sorted((r for r in found if r.info.run_id not in (first.info.run_id, second.info.run_id)),
+                           key=lambda r: r.info.start_time)
+    logged = {k: v for k, v in first.data.params.items() if not k.startswith("search.")}
+    assert {k: v for k, v in greedy.data.params.items() if not k.startswith("search.")} == logged | {
+        "rerun": first.info.run_id}
+    assert greedy.data.params["search.strategy"] == "greedy" and "search.max_subsets" not in greedy.data.params
+    assert "search=greedy" in greedy.data.tags["rerun_overrides"].split()
+    assert keyed.data.params == first.data.params | {"rerun": first.info.run_id, "search.max_subsets": "4096",
+                                                      "fit.bootstrap": "3"}
+    assert {"search.max_subsets=4096", "fit.bootstrap=3"} <= set(keyed.data.tags["rerun_overrides"].split())
+    for run in (greedy, keyed):  # the same scores: the matrix's numbers are the logged run's
+        for metric in ("loss.best_single", "loss.oracle_all"):
+            assert run.data.metrics[metric] == pytest.approx(first.data.metrics[metric], rel=1e-12)
+
+    bad = launch(tmp_path, f"rerun={first.info.run_id}", "search.max_subsetz=1", check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown key search.max_subsetz: ExhaustiveSearch has")
 
 
 def test_two_job_sweep_gives_one_parent_and_two_children(tmp_path):
