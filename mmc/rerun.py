@@ -4,14 +4,15 @@
 given an option (search=greedy) takes that option as a fresh launch composes it, then each key=value is
 set, in the order Hydra applies them. Hydra composes the command line against the defaults before
 launch.py sees it, and there a key of the logged run's option can be missing (search.time_limit of a
-logged search=exact, while the default search has none): the start-up check writes them `++key=value`, which Hydra
-adds as they are, and `apply` sets them on the logged config, whose check then catches any misspelling.
+logged search=exact, while the default search has none): the start-up check (mmc.cli) writes such
+overrides `++key=value`, which Hydra adds as they are; `apply` sets them on the logged config, whose
+check (mmc.config.validate) then catches any misspelt key.
 """
 from __future__ import annotations
 
 from hydra import compose
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
+from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -43,7 +44,7 @@ def lacking(overrides: list[str], defaults: DictConfig) -> set[str]:
     """The key=value overrides whose key `defaults` (the defaults with the command line's group options,
     composed) lacks: Hydra lets them through to `apply` when they are written `++key=value`."""
     return {o.input_line for o in parse(overrides) if applied(o) and not is_group_choice(o)
-            and o.type.name == "CHANGE" and not has_key(defaults, o.key_or_group)}
+            and o.type == OverrideType.CHANGE and not has_key(defaults, o.key_or_group)}
 
 
 def has_key(cfg: DictConfig, key: str) -> bool:
