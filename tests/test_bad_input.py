@@ -167,3 +167,8 @@ def test_a_worker_whose_parent_dies_exits_without_the_kernel_signal(tmp_path):
     finally:
         if watcher.is_running():
             watcher.kill()
+
+
+def test_a_tracking_uri_mlflow_cannot_open_fails_in_one_line(tmp_path):
+    line = one_line_error(launch(tmp_path, "pool=synthetic", "tracking.uri=mlruns-folder", check=False))
+    assert line.startswith("error: tracking.uri=mlruns-folder is refused by MLflow (")
