@@ -289,9 +289,8 @@ def load_files(cfg: FilesDataset) -> tuple[list[str], list[str]]:
 
 def read_file(file: Path, text_field: str, domain_field: str | None, txt_split: str):
     """([(text, domain or None)], 1 if non-UTF-8 bytes were replaced else 0)."""
-    import pandas as pd
-
     if file.suffix == ".parquet":
+        import pandas as pd
         from pyarrow import ArrowException
 
         try:
@@ -306,6 +305,8 @@ def read_file(file: Path, text_field: str, domain_field: str | None, txt_split: 
             return [(text, None)], bad
         return [(b.strip("\n"), None) for b in text.split("\n\n") if b.strip()], bad
     if file.suffix == ".csv":
+        import pandas as pd
+
         try:
             frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         except ValueError as e:  # pandas' ParserError and EmptyDataError
@@ -322,6 +323,8 @@ def read_file(file: Path, text_field: str, domain_field: str | None, txt_split: 
             if not isinstance(record, dict):
                 raise MMCError(f"{file}:{n} is not a JSON object; write one {{\"{text_field}\": ...}} object per line")
             records.append(record)
+    import pandas as pd
+
     return table_rows(pd.DataFrame.from_records(records), file, text_field, domain_field), bad
 
 
@@ -367,8 +370,7 @@ def load_hf(cfg: HfDataset) -> tuple[list[str], list[str]]:
     try:
         ds = datasets.load_dataset(name, cfg.config_name, split=split)
     except Exception as e:  # network, unknown name or split: the library's own message says which
-        raise MMCError(f"cannot load dataset {name!r} ({cfg.config_name}, split {split!r}): "
-                       f"{first_line(e)}") from e
+        raise MMCError(f"cannot load dataset {name!r} ({cfg.config_name}, split {split!r}): {first_line(e)}") from e
     for field in [text_field] + ([domain_field] if domain_field else []):
         if field not in ds.column_names:
             raise MMCError(f"dataset {name!r} has no field {field!r} (fields: {', '.join(ds.column_names)}); "
