@@ -3,7 +3,7 @@
     python launch.py                          # the offline default study (zoo pool, built-in corpus)
     python launch.py experiment=smoke         # a named configuration
     python launch.py -m search=pareto_prune,greedy     # a sweep: one MLflow parent run, a child per job
-    python launch.py rerun=<MLFLOW_RUN_ID>    # re-launch a logged run with exactly its config
+    python launch.py rerun=<MLFLOW_RUN_ID>    # re-launch a logged run with its config (overrides go on top)
 """
 from __future__ import annotations
 
@@ -87,17 +87,19 @@ def job_tags(config: Config) -> dict:
         tags["synthetic"] = "true"
     if config.rerun:
         tags["rerun_of"] = config.rerun
+        tags["rerun_overrides"] = " ".join(o.lstrip("+") for o in hydra_cfg.overrides.task
+                                           if not o.startswith("rerun="))
     return tags
 
 
 def rerun_config(run_id: str, uri: str | None) -> Config:
-    """The typed config a logged run was launched with."""
-    from mmc import tracking
+    """The typed config a logged run was launched with, this command line's overrides applied on top."""
+    from mmc import rerun, tracking
 
     tracking.connect(uri)
     logged = tracking.logged_config(run_id)
     logged["rerun"] = run_id
-    return validate(from_container(logged))
+    return validate(rerun.apply(from_container(logged), list(HydraConfig.get().overrides.task)))
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -123,5 +125,5 @@ def main(cfg: DictConfig) -> dict | None:
 
 
 if __name__ == "__main__":
-    cli.preflight(sys.argv[1:])
+    sys.argv[1:] = cli.preflight(sys.argv[1:])
     main()

@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 from omegaconf import MISSING
 
-from mmc.errors import MMCError
+from mmc.errors import MMCError, first_line
 from mmc.registry import Option, Registry, check_node, choices
 from mmc.tasks import ChoicesBuiltinDataset, ChoicesFilesDataset, load_choices_builtin, load_choices_files
 
@@ -35,6 +35,7 @@ SPLITS = ("eval", "train", "all")
 EVAL_SHARE = 0.3  # share of builtin source blocks held out from zoo training
 FILE_SUFFIXES = (".txt", ".jsonl", ".csv", ".parquet")
 TXT_SPLITS = ("file", "blocks")
+BINARY_SHARE = 0.25  # a "text" file with NUL bytes, or with a larger share of its characters not UTF-8, is not text
 
 
 @dataclass
@@ -291,15 +292,15 @@ def read_file(file: Path, text_field: str, domain_field: str | None, txt_split: 
     """([(text, domain or None)], 1 if non-UTF-8 bytes were replaced else 0)."""
     if file.suffix == ".parquet":
         import pandas as pd
+        from pyarrow import ArrowException
 
-        return table_rows(pd.read_parquet(file), file, text_field, domain_field), 0
-    raw = file.read_bytes()
-    try:
-        text, bad = raw.decode("utf-8"), 0
-    except UnicodeDecodeError:
-        text, bad = raw.decode("utf-8", errors="replace"), 1
-    if text.startswith("\ufeff"):  # a byte-order mark is not part of the text
-        text = text[1:]
+        try:
+            frame = pd.read_parquet(file)
+        except (ValueError, OSError, ArrowException) as e:
+            raise MMCError(f"{file} is not a readable parquet file ({first_line(e)}); rewrite it or remove it "
+                           "from dataset.path") from e
+        return table_rows(frame, file, text_field, domain_field), 0
+    text, bad = decode_text(file)
     if file.suffix == ".txt":
         if txt_split == "file":
             return [(text, None)], bad
@@ -307,7 +308,11 @@ def read_file(file: Path, text_field: str, domain_field: str | None, txt_split: 
     if file.suffix == ".csv":
         import pandas as pd
 
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        try:
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        except ValueError as e:  # pandas' ParserError and EmptyDataError
+            raise MMCError(f"{file} is not a readable CSV file ({first_line(e)}); fix it or remove it "
+                           "from dataset.path") from e
         return table_rows(frame, file, text_field, domain_field), bad
     records = []
     for n, line in enumerate(text.splitlines(), 1):
@@ -322,6 +327,23 @@ def read_file(file: Path, text_field: str, domain_field: str | None, txt_split: 
     import pandas as pd
 
     return table_rows(pd.DataFrame.from_records(records), file, text_field, domain_field), bad
+
+
+def decode_text(file: Path) -> tuple[str, int]:
+    """(the file's text, 1 if non-UTF-8 bytes were replaced by U+FFFD else 0); MMCError for a binary file."""
+    raw = file.read_bytes()
+    try:
+        text, bad = raw.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        text, bad = raw.decode("utf-8", errors="replace"), 1
+    replaced = text.count("\ufffd") / max(len(text), 1) if bad else 0.0
+    if b"\x00" in raw or replaced > BINARY_SHARE:
+        why = "it holds NUL bytes" if b"\x00" in raw else f"{replaced:.0%} of it is not UTF-8"
+        raise MMCError(f"{file} is not text ({why}: a binary file, or text in another encoding); convert it to "
+                       "UTF-8 text or remove it from dataset.path")
+    if text.startswith("\ufeff"):  # a byte-order mark is not part of the text
+        text = text[1:]
+    return text, bad
 
 
 def table_rows(frame, file: Path, text_field: str, domain_field: str | None) -> list[tuple[str, str | None]]:
@@ -349,8 +371,7 @@ def load_hf(cfg: HfDataset) -> tuple[list[str], list[str]]:
     try:
         ds = datasets.load_dataset(name, cfg.config_name, split=split)
     except Exception as e:  # network, unknown name or split: the library's own message says which
-        raise MMCError(f"cannot load dataset {name!r} ({cfg.config_name}, split {split!r}): "
-                       f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+        raise MMCError(f"cannot load dataset {name!r} ({cfg.config_name}, split {split!r}): {first_line(e)}") from e
     for field in [text_field] + ([domain_field] if domain_field else []):
         if field not in ds.column_names:
             raise MMCError(f"dataset {name!r} has no field {field!r} (fields: {', '.join(ds.column_names)}); "

@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from mmc.errors import MMCError
+from mmc.errors import MMCError, first_line
 from mmc.paths import MLRUNS_DIR, REPO_ROOT
 
 PACKAGES = ("mmc", "torch", "transformers", "tokenizers", "mlflow", "hydra-core", "omegaconf", "numpy",
@@ -46,6 +46,11 @@ def connect(uri: str | None) -> str:
         raise MMCError(f"tracking.uri={uri} is a file store, which MLflow 3 refuses; use sqlite:///<path>.db "
                        "or set MLFLOW_ALLOW_FILE_STORE=true")
     mlflow.set_tracking_uri(uri)
+    try:
+        MlflowClient()  # resolves the store: an unknown scheme or a plain path fails here
+    except mlflow.exceptions.MlflowException as e:
+        raise MMCError(f"tracking.uri={uri} is refused by MLflow ({first_line(e)}); use sqlite:///<path>.db or "
+                       "http(s)://<mlflow server>") from e
     return uri
 
 
