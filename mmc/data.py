@@ -265,17 +265,7 @@ def cut(block: str, max_chars: int) -> list[str]:
 def load_files(cfg: FilesDataset) -> tuple[list[str], list[str]]:
     """(texts, domains) from .txt/.jsonl/.csv/.parquet files. The domain is `domain_field` when given,
     else the file's sub-directory under `path` ("all" at the top). Non-UTF-8 bytes are replaced by U+FFFD."""
-    root = Path(cfg.path).expanduser()
-    if not root.exists():
-        raise MMCError(f"dataset.path {root} does not exist; point it at a file or a directory")
-    if root.is_dir():
-        files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix in FILE_SUFFIXES)
-        if not files:
-            raise MMCError(f"no {'/'.join(FILE_SUFFIXES)} files under {root}; put texts there or fix dataset.path")
-    elif root.suffix not in FILE_SUFFIXES:
-        raise MMCError(f"{root} is not a {'/'.join(FILE_SUFFIXES)} file; convert it or fix dataset.path")
-    else:
-        files = [root]
+    root, files = data_files(cfg.path, FILE_SUFFIXES, "texts")
     texts, domains, replaced = [], [], 0
     for file in files:
         folder = file.parent.relative_to(root).as_posix() if root.is_dir() else "."
@@ -288,32 +278,53 @@ def load_files(cfg: FilesDataset) -> tuple[list[str], list[str]]:
     return texts, domains
 
 
+def data_files(path: str, suffixes: tuple[str, ...], what: str) -> tuple[Path, list[Path]]:
+    """(root, files): the file `path`, or every file under the directory `path` with one of `suffixes`; one-line
+    MMCError when there is none. `what` names their contents in the messages (texts, task files)."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise MMCError(f"dataset.path {root} does not exist; point it at a file or a directory of {what}")
+    if root.is_dir():
+        files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix in suffixes)
+        if not files:
+            raise MMCError(f"no {'/'.join(suffixes)} files under {root}; put {what} there or fix dataset.path")
+        return root, files
+    if root.suffix not in suffixes:
+        raise MMCError(f"{root} is not a {'/'.join(suffixes)} file; convert it or fix dataset.path")
+    return root, [root]
+
+
 def read_file(file: Path, text_field: str, domain_field: str | None, txt_split: str):
     """([(text, domain or None)], 1 if non-UTF-8 bytes were replaced else 0)."""
+    if file.suffix != ".txt":
+        frame, bad = read_table(file)
+        return table_rows(frame, file, text_field, domain_field), bad
+    text, bad = decode_text(file)
+    if txt_split == "file":
+        return [(text, None)], bad
+    return [(b.strip("\n"), None) for b in text.split("\n\n") if b.strip()], bad
+
+
+def read_table(file: Path):
+    """(a pandas DataFrame of the rows of a .jsonl/.csv/.parquet file, 1 if non-UTF-8 bytes were replaced else 0);
+    one-line MMCError for a file that is not one. A .csv's cells are strings."""
+    import pandas as pd
+
     if file.suffix == ".parquet":
-        import pandas as pd
         from pyarrow import ArrowException
 
         try:
-            frame = pd.read_parquet(file)
+            return pd.read_parquet(file), 0
         except (ValueError, OSError, ArrowException) as e:
             raise MMCError(f"{file} is not a readable parquet file ({first_line(e)}); rewrite it or remove it "
                            "from dataset.path") from e
-        return table_rows(frame, file, text_field, domain_field), 0
     text, bad = decode_text(file)
-    if file.suffix == ".txt":
-        if txt_split == "file":
-            return [(text, None)], bad
-        return [(b.strip("\n"), None) for b in text.split("\n\n") if b.strip()], bad
     if file.suffix == ".csv":
-        import pandas as pd
-
         try:
-            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+            return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False), bad
         except ValueError as e:  # pandas' ParserError and EmptyDataError
             raise MMCError(f"{file} is not a readable CSV file ({first_line(e)}); fix it or remove it "
                            "from dataset.path") from e
-        return table_rows(frame, file, text_field, domain_field), bad
     records = []
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
@@ -322,11 +333,9 @@ def read_file(file: Path, text_field: str, domain_field: str | None, txt_split: 
             except json.JSONDecodeError as e:
                 raise MMCError(f"{file}:{n} is not valid JSON ({e.msg}); fix the line or drop it") from e
             if not isinstance(record, dict):
-                raise MMCError(f"{file}:{n} is not a JSON object; write one {{\"{text_field}\": ...}} object per line")
+                raise MMCError(f"{file}:{n} is not a JSON object; write one JSON object per line")
             records.append(record)
-    import pandas as pd
-
-    return table_rows(pd.DataFrame.from_records(records), file, text_field, domain_field), bad
+    return pd.DataFrame.from_records(records), bad
 
 
 def decode_text(file: Path) -> tuple[str, int]:

@@ -165,17 +165,9 @@ def task_seed(task: str, seed: int) -> int:
 # ---- choices_files ------------------------------------------------------------------------------------------
 
 def load_choices_files(cfg: ChoicesFilesDataset) -> Items:
-    root = Path(cfg.path).expanduser()
-    if not root.exists():
-        raise MMCError(f"dataset.path {root} does not exist; point it at a task file or a directory of them")
-    if root.is_dir():
-        files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix in ITEM_SUFFIXES)
-        if not files:
-            raise MMCError(f"no {'/'.join(ITEM_SUFFIXES)} files under {root}; put task files there or fix dataset.path")
-    elif root.suffix not in ITEM_SUFFIXES:
-        raise MMCError(f"{root} is not a {'/'.join(ITEM_SUFFIXES)} file; convert it or fix dataset.path")
-    else:
-        files = [root]
+    from mmc.data import data_files  # mmc.data registers this module's kinds
+
+    root, files = data_files(cfg.path, ITEM_SUFFIXES, "task files")
     ids, contexts, all_choices, gold, domains = [], [], [], [], []
     for file in files:
         task = file.relative_to(root).with_suffix("").as_posix() if root.is_dir() else file.stem
@@ -203,25 +195,10 @@ def files_named(files: list[Path]) -> str:
 
 
 def read_records(file: Path) -> list[dict]:
-    """The rows of a task file as dicts (NaN cells of a table become missing values)."""
-    import pandas as pd
+    """The rows of a task file as dicts, without their missing cells (the corrupt-file checks of mmc.data)."""
+    from mmc.data import read_table
 
-    if file.suffix == ".parquet":
-        frame = pd.read_parquet(file)
-    elif file.suffix == ".csv":
-        frame = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    else:
-        records = []
-        for n, line in enumerate(file.read_text(encoding="utf-8-sig").splitlines(), 1):
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise MMCError(f"{file}:{n} is not valid JSON ({e.msg}); fix the line or drop it") from e
-                if not isinstance(record, dict):
-                    raise MMCError(f"{file}:{n} is not a JSON object; write one item object per line")
-                records.append(record)
-        return records
+    frame, _ = read_table(file)
     return [{k: v for k, v in row.items() if not is_missing(v)} for row in frame.to_dict("records")]
 
 

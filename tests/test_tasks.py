@@ -128,6 +128,10 @@ def test_a_bad_csv_cell_and_json_line_fail_in_one_line(tmp_path):
     jsonl.write_text('{"context": "x", "choices": ["a", "b"], "gold": 0}\n{"context": \n')
     with pytest.raises(MMCError, match="t.jsonl:2 is not valid JSON"):
         load_choices_files(ChoicesFilesDataset(path=str(jsonl)))
+    binary = tmp_path / "b.parquet"
+    binary.write_bytes(b"\x00\x01 not parquet")
+    with pytest.raises(MMCError, match="b.parquet is not a readable parquet file"):
+        load_choices_files(ChoicesFilesDataset(path=str(binary)))
 
 
 @pytest.mark.parametrize("content, expected", [
