@@ -49,6 +49,18 @@ def test_close_does_not_wait_for_the_child():
     pending.close()  # twice is harmless
 
 
+@pytest.mark.skipif(not LINUX, reason="the forked path is Linux's")
+def test_a_child_that_dies_is_an_error_not_a_hang():
+    with pytest.raises(MMCError, match="exit code 3"):
+        Pending(os._exit, 3).result()
+
+
+@pytest.mark.skipif(not LINUX, reason="the forked path is Linux's")
+def test_a_result_that_cannot_be_pickled_is_an_error():
+    with pytest.raises(MMCError, match="forked"):
+        Pending(lambda: (lambda: None)).result()  # a lambda does not pickle
+
+
 def test_without_fork_it_runs_in_place_when_asked(monkeypatch):
     monkeypatch.setattr(background, "FORK", False)
     calls = []

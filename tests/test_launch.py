@@ -135,7 +135,6 @@ def launch_module():
     """launch.py imported as a module (its functions, without running Hydra)."""
     spec = importlib.util.spec_from_file_location("launch_module", REPO_ROOT / "launch.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # so that a forked child finds its functions by name
     spec.loader.exec_module(module)
     return module
 
