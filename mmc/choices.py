@@ -65,6 +65,11 @@ class ChoiceMatrix:
         return len(self.item_ids)
 
     @property
+    def n_bytes(self) -> np.ndarray:
+        """(I,) UTF-8 bytes of each item's choices (the matrix does not hold its contexts)."""
+        return self.choice_bytes.sum(axis=1)
+
+    @property
     def present(self) -> np.ndarray:
         """bool (I, C): which choices each item has."""
         return ~np.isnan(self.loglik[0])

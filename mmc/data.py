@@ -49,6 +49,10 @@ class DatasetConfig:
     max_chars: Optional[int] = None  # longer texts are dropped
     dedupe: bool = True
 
+    def provenance(self) -> tuple[str, str]:
+        """(name, source) of the texts as the run's MLflow dataset input shows them: where they come from."""
+        raise NotImplementedError
+
     def check(self, path: str) -> None:
         if self.min_chars < 1 or (self.max_chars is not None and self.max_chars < self.min_chars):
             raise MMCError(f"{path}.min_chars={self.min_chars}, max_chars={self.max_chars}: need "
@@ -67,6 +71,9 @@ class BuiltinDataset(DatasetConfig):
     min_chars: int = 200
     max_chars: Optional[int] = 1000  # also the longest document assembled
 
+    def provenance(self) -> tuple[str, str]:
+        return f"builtin-{self.split}", sysconfig.get_paths()["stdlib"]
+
 
 @dataclass
 class FilesDataset(DatasetConfig):
@@ -77,6 +84,10 @@ class FilesDataset(DatasetConfig):
     text_field: str = "text"  # .jsonl/.csv/.parquet
     domain_field: Optional[str] = None
     txt_split: str = field(default="file", metadata=choices(TXT_SPLITS))  # .txt: a text per file or per block
+
+    def provenance(self) -> tuple[str, str]:
+        path = Path(self.path).expanduser().resolve()
+        return path.name, str(path)
 
 
 @dataclass
@@ -90,6 +101,11 @@ class HfDataset(DatasetConfig):
     text_field: str = "text"
     domain_field: Optional[str] = None  # null: one domain, "all"
     min_chars: int = 200
+
+    def provenance(self) -> tuple[str, str]:
+        local = Path(self.name).expanduser()
+        source = str(local.resolve()) if local.exists() else f"https://huggingface.co/datasets/{self.name}"
+        return "/".join(p for p in (self.name, self.config_name, self.split) if p), source
 
 
 @dataclass
@@ -114,8 +130,12 @@ class Corpus:
 
     @property
     def hash(self) -> str:
-        """Hash of the ordered text ids: two corpora with the same hash hold the same texts."""
-        return hashlib.sha256("\n".join(self.ids).encode()).hexdigest()[:16]
+        return corpus_hash(self.ids)
+
+
+def corpus_hash(ids: list[str]) -> str:
+    """Hash of the ordered text ids: two corpora with the same hash hold the same texts."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
 def text_id(text: str) -> str:

@@ -48,6 +48,10 @@ class ChoicesDataset:
     # (bytes; lm-eval's acc_norm divides by characters)
     length_norm: str = field(default="none", metadata=choices(LENGTH_NORMS))
 
+    def provenance(self) -> tuple[str, str]:
+        """(name, source) of the items as the run's MLflow dataset input shows them (see mmc.data)."""
+        raise NotImplementedError
+
     def check(self, path: str) -> None:
         if self.max_items is not None and self.max_items < 1:
             raise MMCError(f"{path}.max_items={self.max_items}; use null (all) or at least 1")
@@ -66,6 +70,10 @@ class ChoicesFilesDataset(ChoicesDataset):
     id_field: Optional[str] = None  # null: <task>/<row number from 0>
     delimiter: str = " "  # put between the context and each choice, as lm-eval's target_delimiter
 
+    def provenance(self) -> tuple[str, str]:
+        path = Path(self.path).expanduser().resolve()
+        return path.name, str(path)
+
 
 @dataclass
 class ChoicesBuiltinDataset(ChoicesDataset):
@@ -74,6 +82,11 @@ class ChoicesBuiltinDataset(ChoicesDataset):
     kind: str = "choices_builtin"
     max_items: Optional[int] = 500
     n_choices: int = 4
+
+    def provenance(self) -> tuple[str, str]:
+        import sysconfig
+
+        return "choices_builtin", sysconfig.get_paths()["stdlib"]
 
     def check(self, path: str) -> None:
         super().check(path)

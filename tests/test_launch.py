@@ -1,7 +1,11 @@
 """End to end through `python launch.py`: config composition, the MLflow contract, sweeps, reruns, bad input."""
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
@@ -26,13 +31,15 @@ CONTRACT_METRICS = ("loss.best_single", "loss.oracle_all", "fit.single.alpha", "
 SHARED_CACHE = Path(tempfile.mkdtemp(prefix="mmc-launch-cache-"))  # the micro zoo trains once per test process
 
 
-def launch(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run launch.py in a fresh process with its own MLflow store under tmp_path (zoo and scores shared)."""
+def launch(tmp_path: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run launch.py in a fresh process with its own MLflow store under tmp_path (zoo and scores shared);
+    `env`: extra environment variables."""
     flags = [a for a in args if a.startswith("-")]  # Hydra takes -m before the overrides
     cmd = [sys.executable, str(REPO_ROOT / "launch.py"), *flags, f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
            f"cache_dir={SHARED_CACHE}", f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep",
            *(a for a in args if not a.startswith("-"))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                          env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"launch.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
@@ -87,6 +94,94 @@ def test_smoke_run_logs_the_contract(tmp_path):
         assert fits[curve]["alpha"] == pytest.approx(run.data.metrics[f"fit.{curve}.alpha"])
     assert (out / "config.yaml").is_file()
 
+    # MLflow's own features: a machine-learning experiment, the corpus as a dataset input, tables the UI renders
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    (corpus,) = run.inputs.dataset_inputs
+    with np.load(out / "loss_matrix.npz") as z:
+        text_ids = z["text_ids"].tolist()
+    assert corpus.dataset.digest == hashlib.sha256("\n".join(text_ids).encode()).hexdigest()[:16]
+    assert corpus.dataset.digest == run.data.params["corpus.hash"]
+    assert corpus.dataset.name == "builtin-eval" and json.loads(corpus.dataset.profile)["num_rows"] == len(text_ids)
+    tags = {t.key: t.value for t in corpus.tags}
+    domains = {k.split(".")[-1]: v for k, v in run.data.tags.items() if k.startswith("corpus.domain.")}
+    assert tags["domains"] == ", ".join(f"{d} ({n})" for d, n in sorted(domains.items()))
+    assert tags["mlflow.data.context"] == "eval"
+    for name in ("frontier", "single_model_table", "fit_table"):
+        shown = json.loads((out / "tables" / f"{name}.json").read_text())  # mlflow.log_table's split layout
+        table = pd.read_csv(out / f"{name}.csv")
+        assert shown["columns"] == list(table.columns) and len(shown["data"]) == len(table)
+        pd.testing.assert_frame_equal(pd.DataFrame(shown["data"], columns=shown["columns"]), table,
+                                      check_dtype=False, rtol=1e-9)  # the JSON keeps 10 significant digits
+    logged = json.loads(run.data.tags["mlflow.loggedArtifacts"])
+    assert {a["path"] for a in logged if a["type"] == "table"} == {
+        "tables/frontier.json", "tables/single_model_table.json", "tables/fit_table.json"}
+    assert not [m for m in run.data.metrics if m.startswith("system/")]  # auto: off when scoring on a CPU
+
+
+def test_system_metrics_on_request(tmp_path):
+    """tracking.system_metrics=true samples CPU and memory through MLflow's monitor (every 0.2 s here)."""
+    launch(tmp_path, "pool=synthetic", "pool.n_models=8", "pool.n_texts=200", "fit.bootstrap=0",
+           "tracking.system_metrics=true", env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.2"})
+    client, (run,) = runs(tmp_path, "default")
+    history = client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    assert len(history) >= 1 and all(0 <= m.value <= 100 for m in history)
+    memory = run.data.metrics["system/system_memory_usage_megabytes"]
+    assert 0 < memory <= psutil.virtual_memory().total / 1e6
+    (texts,) = run.inputs.dataset_inputs  # a matrix pool's texts are a dataset input too
+    assert texts.dataset.name == "synthetic-8x200-seed0" and texts.dataset.source_type == "code"
+
+
+def launch_module():
+    """launch.py imported as a module (its functions, without running Hydra)."""
+    spec = importlib.util.spec_from_file_location("launch_module", REPO_ROOT / "launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_forked_matrix_analysis_equals_one_in_place():
+    """What a loss-matrix job gets back from its forked analysis (pickled: fits, tables, figures) is what the
+    same analysis computes in this process."""
+    from mmc.background import Pending
+
+    module = launch_module()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        config = module.validate(compose("config", overrides=["pool=synthetic", "pool.n_models=8",
+                                                              "pool.n_texts=200", "fit.bootstrap=20"]))
+    forked, in_place = Pending(module.analyze_matrix, config).result(), module.analyze_matrix(config)
+    drop_wall = lambda metrics: {k: v for k, v in metrics.items() if k != "search.wall_s"}  # noqa: E731
+    assert drop_wall(forked.metrics) == drop_wall(in_place.metrics)
+    for table in ("fit_table", "single_table"):  # DataFrame.equals: NaN (no interval) equals NaN
+        assert pd.DataFrame(getattr(forked, table)).equals(pd.DataFrame(getattr(in_place, table))), table
+    assert (forked.ensemble.frontier_members == in_place.ensemble.frontier_members).all()
+    for name, figure in in_place.figures.items():
+        ours, theirs = io.BytesIO(), io.BytesIO()
+        figure.savefig(theirs, format="png")
+        forked.figures[name].savefig(ours, format="png")
+        assert ours.getvalue() == theirs.getvalue(), name
+
+
+def test_system_metrics_default_follows_the_scoring_device(monkeypatch):
+    """null: on exactly when this job scores and its device resolves to cuda; true/false force it."""
+    module = launch_module()
+    import torch
+
+    import mmc.scoring.engine
+
+    def config(*overrides):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return module.validate(compose("config", overrides=list(overrides)))
+
+    for device, expected in (("cuda", True), ("cpu", None)):
+        monkeypatch.setattr(mmc.scoring.engine, "resolve_device", lambda name, d=device: torch.device(d))
+        assert module.system_metrics(config()) is expected
+        assert module.system_metrics(config("stage=score")) is expected
+        assert module.system_metrics(config("stage=analyze")) is None  # cached scores: no device used
+        assert module.system_metrics(config("pool=synthetic")) is None
+        assert module.system_metrics(config("tracking.system_metrics=false")) is False
+        assert module.system_metrics(config("pool=synthetic", "tracking.system_metrics=true")) is True
+
 
 def test_rerun_reproduces_the_numbers_and_takes_overrides(tmp_path):
     launch(tmp_path, "experiment=smoke", "fit.bootstrap=0")
@@ -134,6 +229,11 @@ def test_two_job_sweep_gives_one_parent_and_two_children(tmp_path):
     table = pd.read_csv(client.download_artifacts(parents[0].info.run_id, "sweep_comparison.csv", str(tmp_path)))
     assert len(table) == 2 and (table.status == "FINISHED").all()
     assert parents[0].data.tags["failed_children"] == "none"
+    shown = json.loads(Path(client.download_artifacts(parents[0].info.run_id, "tables/sweep_comparison.json",
+                                                      str(tmp_path))).read_text())
+    assert shown["columns"] == list(table.columns) and [r[1] for r in shown["data"]] == table.run_id.tolist()
+    assert client.get_experiment(parents[0].info.experiment_id).tags["mlflow.experimentKind"] == \
+        "custom_model_development"  # the sweep's parent creates the experiment
 
 
 @pytest.mark.parametrize("override, expected", [
@@ -142,6 +242,7 @@ def test_two_job_sweep_gives_one_parent_and_two_children(tmp_path):
     ("search.max_k=abc", "max_k"),
     ("stage=everything", "stage"),
     ("pool.only=gpt*,llama*", "quote the value"),  # a sweep value without -m
+    ("tracking.system_metrics=maybe", "system_metrics"),
 ])
 def test_bad_config_fails_in_one_line(tmp_path, override, expected):
     proc = launch(tmp_path, override, check=False)
