@@ -32,7 +32,7 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
     from mmc.analysis import analyze
     from mmc.data import load_corpus
     from mmc.paths import cache_root
-    from mmc.pool import build_pool, is_scored, matrix_pool
+    from mmc.pool import build_pool, is_scored, matrix_pool, token_losses
 
     started = time.time()
     tracking.connect(config.tracking.uri)
@@ -52,9 +52,12 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
             specs = build_pool(config.pool, cache)
             config.search.check_pool(len(specs))  # e.g. too many models for exhaustive: say so before scoring
             artifacts.log_corpus(corpus)
-            scoring = replace(config.scoring, cache_dir=config.scoring.cache_dir or str(cache / "scores"))
+            scoring = replace(config.scoring, cache_dir=config.scoring.cache_dir or str(cache / "scores"),
+                              token_losses=token_losses(config.pool, config.scoring.token_losses))
             score = cached_loss_matrix if config.stage == Stage.analyze else score_pool
-            lm = score(specs, corpus, scoring, config.pool.param_count)
+            scores = score(specs, corpus, scoring, config.pool.param_count)
+            artifacts.log_scoring(scores)
+            lm = scores.matrix
         artifacts.log_loss_matrix(lm)
         if config.stage != Stage.score:
             artifacts.log_analysis(analyze(lm, config.loss, config.search, config.fit))
