@@ -109,13 +109,13 @@ def _read_model(path: Path, name: str, text_ids: np.ndarray) -> Arrays:
     text, token, byte_start, byte_end, nll = (a[order] for a in (text, token, byte_start, byte_end, nll))
     lengths = np.bincount(text, minlength=len(text_ids))
     if (lengths == 0).any():
-        raise MMCError(f"{path} has no tokens of model {name!r} on text {text_ids[np.argmax(lengths == 0)]!r}; "
+        raise MMCError(f"{path} has no tokens of model {name!r} on text {str(text_ids[np.argmax(lengths == 0)])!r}; "
                        "it belongs to another corpus")
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     first = np.repeat(offsets[:-1], lengths)
     previous_end = np.where(np.arange(len(text)) == first, 0, np.roll(byte_end, 1))
     bad = (token != np.arange(len(text)) - first) | (byte_start != previous_end) | (byte_end < byte_start)
     if bad.any():
-        raise MMCError(f"{path}: the tokens of model {name!r} on text {text_ids[text[np.argmax(bad)]]!r} do not "
+        raise MMCError(f"{path}: the tokens of model {name!r} on text {str(text_ids[text[np.argmax(bad)]])!r} do not "
                        "partition its bytes in order; the file is damaged")
     return offsets, byte_end.astype(np.int64), nll.astype(np.float64)

@@ -191,23 +191,26 @@ def test_head_transformed_logits_use_the_full_model():
 
 @pytest.mark.parametrize("arch", ["llama", "gpt_neox"])  # a tied head, an untied one
 def test_bfloat16_head_runs_in_float32(tiny_model, arch):
-    """A private bf16 copy (the session's float32 model is shared by other tests). Against two references:
-    the bf16 model's own hidden states through a float64 head (what a float32 head must give), and the float32
-    model (within the bf16 body's error, measured in docs/benchmarks.md: max 1.3e-3 relative per text)."""
+    """On a private bf16 copy (the session's float32 model is shared by other tests), against two references:
+    the bf16 model's own hidden states through a float64 head, which a float32 head matches (a bf16 head was
+    off by 1e-4 to 5e-4 per text on the trained zoo, docs/benchmarks.md); and the float32 model, which bf16
+    stays within 5e-4 of (the bf16 body's error: at most 1.6e-4 measured on these tiny models)."""
     model, tokenizer = tiny_model(arch)
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
-    scored = score_texts(bf16, tokenizer, TEXTS, ScoringConfig(), progress=False)
+    # one window per batch, the inputs without the last target: the reference's shapes, so that the bf16
+    # hidden states are the same (bf16 rounding depends on the shapes)
+    scored = score_texts(bf16, tokenizer, TEXTS, ScoringConfig(batch_tokens=1), progress=False)
     head = bf16.get_output_embeddings()
     expected = []
     for text in TEXTS:
         ids = reference_ids(tokenizer, text)
         with torch.no_grad():
-            hidden = bf16.base_model(torch.tensor([ids])).last_hidden_state[0].double()
+            hidden = bf16.base_model(torch.tensor([ids[:-1]])).last_hidden_state[0].double()
         logp = torch.log_softmax(hidden @ head.weight.double().T, -1)
         expected.append(-logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum().item())
     np.testing.assert_allclose(scored.nll, expected, rtol=1e-6)
     float32 = score_texts(model, tokenizer, TEXTS, ScoringConfig(), progress=False)
-    np.testing.assert_allclose(scored.nll, float32.nll, rtol=3e-3)
+    np.testing.assert_allclose(scored.nll, float32.nll, rtol=5e-4)
     assert next(model.parameters()).dtype == torch.float32
 
 
