@@ -56,6 +56,7 @@ def test_hub_models_are_scored_and_recorded_at_their_commit(tiny_specs, tmp_path
         assert record["revision"] == record["identity"]["commit"]  # loaded at the commit, not at `main`
         with np.load(out / "loss_matrix.npz") as z:
             nll.append(z["nll"][0])
+        assert not (out / "token_losses.parquet").exists()  # pool=local: off unless scoring.token_losses=true
     assert not np.allclose(nll[0], nll[1])  # the new weights were scored, not the cached old ones
 
     missing = launch(tmp_path, hub, "org/not-in-the-cache", "run3")

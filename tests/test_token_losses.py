@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -178,6 +179,34 @@ def test_damaged_or_foreign_parquet_files_are_one_line_errors(tmp_path):
     rows.assign(byte_start=[0, 1, 0]).to_parquet(path)
     with pytest.raises(MMCError, match="do not partition its bytes"):
         TokenLosses.from_parquet(path, ["m"], ["t1", "t2"]).model(0)
+
+
+def test_a_run_logs_token_losses_beside_the_loss_matrix(tmp_path):
+    """`python launch.py pool=tiny_random` (token losses on by default for this kind): token_losses.parquet holds
+    a row per token of every (model, text) of loss_matrix.npz, summing to its NLL, its spans covering the bytes."""
+    from mlflow.tracking import MlflowClient
+
+    cmd = [sys.executable, str(REPO_ROOT / "launch.py"), "pool=tiny_random", "pool.tiny_random.widths=[32]",
+           "pool.tiny_random.architectures=[gpt2,gpt_neox]", "pool.tiny_random.context=64", "stage=score",
+           "dataset.max_texts=6", "dataset.max_chars=400", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+           f"cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("default").experiment_id])
+    out = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "artifacts")))
+    table = pd.read_parquet(out / "token_losses.parquet")
+    with np.load(out / "loss_matrix.npz") as z:
+        models, text_ids, nll, n_tokens, n_bytes = (z[k] for k in ("models", "text_ids", "nll", "n_tokens", "n_bytes"))
+    groups = table.groupby(["model", "text_id"], observed=True)
+    for i, model in enumerate(models):
+        for n, text in enumerate(text_ids):
+            rows = groups.get_group((model, text)).sort_values("token")
+            assert rows["token"].tolist() == list(range(n_tokens[i, n]))
+            assert rows["nll"].sum() == pytest.approx(nll[i, n], rel=1e-9)
+            ends = rows["byte_end"].to_numpy()
+            np.testing.assert_array_equal(rows["byte_start"], np.r_[0, ends[:-1]])
+            assert (np.diff(ends) >= 0).all() and ends[-1] == n_bytes[n]
 
 
 @pytest.mark.parametrize("value", ["maybe", "truee"])

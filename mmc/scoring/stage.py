@@ -47,12 +47,11 @@ def _check(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param_cou
     check_specs(specs)
 
 
-def _model_dir(spec: ModelSpec, root, cfg: ScoringConfig):
-    return score_cache.model_dir(root, score_cache.model_identity(spec, root), cfg.window, cfg.stride,
-                                 cfg.prefix_token)
+def _model_dir(identity: dict, root, cfg: ScoringConfig):
+    return score_cache.model_dir(root, identity, cfg.window, cfg.stride, cfg.prefix_token)
 
 
-def _score_missing(spec, entry, texts, hashes, todo, cfg, device, dtype, attention) -> dict:
+def _score_missing(spec, identity, entry, texts, hashes, todo, cfg, device, dtype, attention) -> dict:
     """Load the model, record it, score the texts `todo` chunk by chunk (with their token losses when asked)."""
     model, tokenizer = load_model(spec, device=str(device), dtype=getattr(torch, dtype), device_map=cfg.device_map,
                                   attn_implementation=attention)
@@ -63,7 +62,7 @@ def _score_missing(spec, entry, texts, hashes, todo, cfg, device, dtype, attenti
     versions = score_cache.library_versions()
     meta = {"name": spec.name, "source": spec.source, "revision": spec.revision, "dtype": dtype,
             "attn_implementation": attention, "window": window, "stride": stride, "versions": versions,
-            "identity": score_cache.model_identity(spec, _root(cfg)),
+            "identity": identity,
             "params": {"total": count_params(model), "non_embedding": count_params(model, non_embedding=True)}}
     score_cache.write_meta(entry, meta)
     todo = np.flatnonzero(todo)
@@ -96,8 +95,9 @@ def score_pool(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param
     rows = []
     for spec in specs:
         spec = pinned(spec)
+        identity = score_cache.model_identity(spec, root)
         attention = score_cache.attention(spec, root, cfg.attn_implementation, dtype)
-        entry = score_cache.entry_dir(_model_dir(spec, root, cfg), dtype, attention)
+        entry = score_cache.entry_dir(_model_dir(identity, root, cfg), dtype, attention)
         if cfg.force:
             score_cache.clear_scores(entry)
         meta, scores = score_cache.read_meta(entry), score_cache.read_scores(entry)
@@ -105,7 +105,7 @@ def score_pool(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param
         todo = ~scores.with_tokens(index) if cfg.token_losses else index < 0
         if meta is None or todo.any():
             log.info("model %s: scoring %d of %d texts", spec.name, todo.sum(), len(todo))
-            meta = _score_missing(spec, entry, corpus.texts, hashes, todo, cfg, device, dtype, attention)
+            meta = _score_missing(spec, identity, entry, corpus.texts, hashes, todo, cfg, device, dtype, attention)
             scores = score_cache.read_scores(entry)
             index = scores.find(hashes)
         rows.append((spec, meta, scores, index))
@@ -124,10 +124,11 @@ def cached_loss_matrix(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfi
     for spec in specs:
         spec = pinned(spec)
         found, held = {}, 0
-        entries = score_cache.entries(_model_dir(spec, root, cfg))
-        entries.sort(key=lambda e: score_cache.read_meta(e).get("attn_implementation") != cfg.attn_implementation)
-        for entry in entries:
-            meta, scores = score_cache.read_meta(entry), score_cache.read_scores(entry)
+        metas = [(entry, score_cache.read_meta(entry))
+                 for entry in score_cache.entries(_model_dir(score_cache.model_identity(spec, root), root, cfg))]
+        metas.sort(key=lambda em: em[1]["attn_implementation"] != cfg.attn_implementation)  # the requested first
+        for entry, meta in metas:
+            scores = score_cache.read_scores(entry)
             index = scores.find(hashes)
             held_here = scores.with_tokens(index) if cfg.token_losses else index >= 0
             held = max(held, int(held_here.sum()))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmc.errors import MMCError
+from mmc.segments import byte_ends
 
 
 def prefix_token_id(tokenizer, prefix_token: str | None = None) -> int:
@@ -37,8 +38,6 @@ def tokenise(tokenizer, texts: list[str], prefix_token: str | None = None) -> li
 def tokenise_with_spans(tokenizer, texts: list[str], prefix_token: str | None = None):
     """(tokenise's sequences, the UTF-8 byte end of each text token (int64, mmc.segments.byte_ends)), both from
     one tokenisation; the prefix covers no bytes. Needs a fast tokenizer (a slow one gives no offsets)."""
-    from mmc.segments import byte_ends
-
     if not getattr(tokenizer, "is_fast", False):
         raise MMCError(f"the tokenizer {type(tokenizer).__name__} is not a fast (Rust) tokenizer and gives no offsets, "
                        "so no token byte spans; set scoring.token_losses=false")
