@@ -26,7 +26,7 @@ from mmc.paths import cache_root
 from mmc.models import ModelSpec, count_params, load_model
 from mmc.scoring.config import ScoringConfig
 from mmc.scoring.engine import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, padding_fraction, score_sequences
-from mmc.scoring.windows import plan_windows, tokenise
+from mmc.scoring.windows import plan_windows, tokenise, tokenise_with_spans
 from mmc.synthetic import synthetic_texts
 from mmc.tiny_random import TinyRandomConfig, build_tiny_random
 
@@ -105,11 +105,11 @@ def _run(method, kwargs, source, texts, device, queue):
         model, tokenizer = gpu_model(device)
     if kwargs.get("compile"):
         globals()[method](model, tokenizer, texts[:32], **kwargs)  # warm-up: compilation is not timed
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     nll = globals()[method](model, tokenizer, texts, **kwargs)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    queue.put((np.asarray(nll, dtype=np.float64), seconds, peak, count_params(model)))
+    queue.put((np.asarray(nll, dtype=np.float64), seconds, peak, count_params(model), cpu_seconds))
 
 
 def measure(method, kwargs, source, texts, device):
@@ -184,7 +184,7 @@ def main():
     print("\n| method | s | texts/s | tokens/s | GFLOP/s | padding | peak MiB | vs loop | vs lm-eval bs=16 "
           "| max rel. diff vs lm-eval (1 window / longer) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for label, (nll, seconds, peak, params) in results.items():
+    for label, (nll, seconds, peak, params, _) in results.items():
         stride = next(k for l, _, k in methods if l == label).get("stride", window)
         if label.startswith("lm-eval"):
             padding = lm_eval_padding(disjoint.length, 1 if label.endswith("bs=1") else 16) if "auto" not in label else math.nan
@@ -206,21 +206,37 @@ def main():
           f"GFLOP/s = 2 x params x forwarded tokens / s")
 
 
-def token_losses_overhead(quick: bool, repeats: int = 3):
-    """The scoring stage with token losses against without, alternated in fresh processes, same texts and model."""
+def token_losses_overhead(quick: bool, repeats: int = 5):
+    """The scoring stage with token losses against without, alternated in fresh processes, same texts and model:
+    wall and CPU seconds (the process's user + system time, steadier than wall time on a shared machine)."""
     source = cpu_model()
     texts = synthetic_texts(60 if quick else 200, seed=1, min_words=3, max_words=250)
-    seconds = {False: [], True: []}
+    times = {False: [], True: []}
     for _ in range(repeats):
         for token_losses in (False, True):
-            nll, s, _, _ = measure("stage", {"window": WINDOW, "token_losses": token_losses, "source": source}, source,
-                                   texts, "cpu")
-            seconds[token_losses].append(s)
-            print(f"  token_losses={token_losses}: {s:.2f} s (load average {os.getloadavg()[0]:.1f})", flush=True)
-    without, with_tokens = np.median(seconds[False]), np.median(seconds[True])
-    print(f"\nmedian of {repeats}: without {without:.2f} s, with token losses {with_tokens:.2f} s: "
-          f"{with_tokens / without:.3f}x; per pair: "
-          + ", ".join(f"{b / a:.3f}x" for a, b in zip(seconds[False], seconds[True])))
+            _, wall, _, _, cpu = measure("stage", {"window": WINDOW, "token_losses": token_losses, "source": source},
+                                         source, texts, "cpu")
+            times[token_losses].append((wall, cpu))
+            print(f"  token_losses={token_losses}: {wall:.2f} s wall, {cpu:.2f} s CPU "
+                  f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+    for k, what in enumerate(("wall", "CPU")):
+        without, with_tokens = (np.array([t[k] for t in times[on]]) for on in (False, True))
+        print(f"{what}: median without {np.median(without):.2f} s, with token losses {np.median(with_tokens):.2f} s, "
+              f"ratio of medians {np.median(with_tokens) / np.median(without):.3f}x, median of the pairs' ratios "
+              f"{np.median(with_tokens / without):.3f}x (pairs: {', '.join(f'{r:.2f}' for r in with_tokens / without)})")
+    # What token losses add, timed alone (best of 5, steady even on a loaded machine): offsets and byte spans at
+    # tokenisation; the token NLLs themselves are computed either way.
+    _, tokenizer = load_model(ModelSpec("bench", "bench", source))
+    best = lambda f: min(_seconds(f) for _ in range(5))
+    plain, spans = best(lambda: tokenise(tokenizer, texts)), best(lambda: tokenise_with_spans(tokenizer, texts))
+    print(f"tokenise {plain:.3f} s, with byte spans {spans:.3f} s: {spans - plain:.3f} s more, "
+          f"{(spans - plain) / np.median([t[1] for t in times[False]]):.1%} of the stage's median CPU time")
+
+
+def _seconds(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from mlflow.tracking import MlflowClient
 
+from mmc.errors import MMCError
+from mmc.models import hub_commit
 from mmc.paths import REPO_ROOT
 
 FIRST, SECOND = "1" * 40, "2" * 40
@@ -59,8 +62,26 @@ def test_hub_models_are_scored_and_recorded_at_their_commit(tiny_specs, tmp_path
         assert not (out / "token_losses.parquet").exists()  # pool=local: off unless scoring.token_losses=true
     assert not np.allclose(nll[0], nll[1])  # the new weights were scored, not the cached old ones
 
-    missing = launch(tmp_path, hub, "org/not-in-the-cache", "run3")
-    assert missing.returncode == 2
-    line = missing.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: cannot resolve revision main of hub model org/not-in-the-cache") and \
-        "pin the model's revision to a commit hash" in line
+
+
+def test_revisions_resolve_to_the_commit_the_cache_records(tmp_path, monkeypatch):
+    """huggingface_hub reads HF_HUB_CACHE and HF_HUB_OFFLINE when it is imported; in this process its constants
+    are set directly (the test above goes through the environment, as users do)."""
+    import huggingface_hub.constants
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    (snapshot / "config.json").write_text("{}")
+    publish(hub, "org/tiny", FIRST, str(snapshot))
+    assert hub_commit("org/tiny", "main") == hub_commit("org/tiny", None) == FIRST
+    publish(hub, "org/tiny", SECOND, str(snapshot))
+    assert hub_commit("org/tiny", "main") == SECOND
+    assert hub_commit("org/tiny", FIRST) == FIRST  # a commit is its own answer
+    with pytest.raises(MMCError) as error:
+        hub_commit("org/not-in-the-cache", "main")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("cannot resolve revision main of hub model org/not-in-the-cache")
+    assert message.endswith("pin the model's revision to a commit hash")

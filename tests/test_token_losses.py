@@ -114,6 +114,9 @@ def test_token_losses_sum_to_the_totals_and_partition_the_bytes(tiny_specs, tmp_
     for i in range(len(specs)):
         for ours, theirs in zip(back.model(i), tokens.model(len(specs) - 1 - i)):
             np.testing.assert_array_equal(ours, theirs)
+    selected = tokens.select_models([1])
+    assert selected.models.tolist() == [matrix.models[1]]
+    np.testing.assert_array_equal(selected.model(0)[2], tokens.model(1)[2])
 
 
 def test_totals_only_scores_are_rescored_for_their_tokens_chunk_by_chunk(tiny_specs, cfg, monkeypatch):
@@ -187,8 +190,8 @@ def test_a_run_logs_token_losses_beside_the_loss_matrix(tmp_path):
     from mlflow.tracking import MlflowClient
 
     cmd = [sys.executable, str(REPO_ROOT / "launch.py"), "pool=tiny_random", "pool.tiny_random.widths=[32]",
-           "pool.tiny_random.architectures=[gpt2,gpt_neox]", "pool.tiny_random.context=64", "stage=score",
-           "dataset.max_texts=6", "dataset.max_chars=400", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+           "pool.tiny_random.architectures=[gpt_neox]", "pool.tiny_random.context=64", "stage=score",
+           "dataset.max_texts=4", "dataset.max_chars=400", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
            f"cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
