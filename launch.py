@@ -56,7 +56,7 @@ def tracked_job(config: Config, tags: dict, parent_id: str | None, started: floa
     from mmc.analysis import analyze
     from mmc.data import load_corpus
     from mmc.paths import cache_root
-    from mmc.pool import build_pool, is_scored, matrix_pool
+    from mmc.pool import build_pool, is_scored, matrix_pool, token_losses
 
     tracking.connect(config.tracking.uri)
     experiment_id = tracking.ensure_experiment(config.tracking.experiment_name or config.name)
@@ -79,9 +79,12 @@ def tracked_job(config: Config, tags: dict, parent_id: str | None, started: floa
             specs = build_pool(config.pool, cache)
             config.search.check_pool(len(specs))  # e.g. too many models for exhaustive: say so before scoring
             artifacts.log_corpus(corpus, *config.dataset.provenance())
-            scoring = replace(config.scoring, cache_dir=config.scoring.cache_dir or str(cache / "scores"))
+            scoring = replace(config.scoring, cache_dir=config.scoring.cache_dir or str(cache / "scores"),
+                              token_losses=token_losses(config.pool, config.scoring.token_losses))
             score = cached_loss_matrix if config.stage == Stage.analyze else score_pool
-            lm = score(specs, corpus, scoring, config.pool.param_count)
+            scores = score(specs, corpus, scoring, config.pool.param_count)
+            artifacts.log_scoring(scores)
+            lm = scores.matrix
         artifacts.log_loss_matrix(lm)
         if config.stage != Stage.score:
             artifacts.log_analysis(matrix_analysis.result() if matrix_analysis else
