@@ -56,7 +56,7 @@ def tracked_job(config: Config, tags: dict, parent_id: str | None, started: floa
     from mmc.analysis import analyze
     from mmc.data import load_corpus
     from mmc.paths import cache_root
-    from mmc.pool import build_pool, is_scored, matrix_pool
+    from mmc.pool import build_pool, is_scored, matrix_pool, token_losses
     from mmc.tasks import is_task_corpus, load_items
 
     tracking.connect(config.tracking.uri)
@@ -80,12 +80,18 @@ def tracked_job(config: Config, tags: dict, parent_id: str | None, started: floa
             specs = build_pool(config.pool, cache)
             config.search.check_pool(len(specs))  # e.g. too many models for exhaustive: say so before scoring
             artifacts.log_corpus(corpus, *config.dataset.provenance())
-            scoring = replace(config.scoring, cache_dir=config.scoring.cache_dir or str(cache / "scores"))
+            # items keep no token losses (scoring them asks for one, refused there)
+            keep = bool(config.scoring.token_losses) if items else token_losses(config.pool, config.scoring.token_losses)
+            scoring = replace(config.scoring, cache_dir=config.scoring.cache_dir or str(cache / "scores"),
+                              token_losses=keep)
             if items:
                 from mmc.scoring.choices import cached_choice_matrix as cached, score_choices as fresh  # torch
             else:
                 from mmc.scoring.stage import cached_loss_matrix as cached, score_pool as fresh  # torch
-            lm = (cached if config.stage == Stage.analyze else fresh)(specs, corpus, scoring, config.pool.param_count)
+            scores = (cached if config.stage == Stage.analyze else fresh)(specs, corpus, scoring,
+                                                                          config.pool.param_count)
+            artifacts.log_scoring(scores)
+            lm = scores.matrix
         artifacts.log_matrix(lm)
         if config.stage != Stage.score:
             artifacts.log_analysis(matrix_analysis.result() if matrix_analysis else

@@ -66,6 +66,21 @@ def log_matrix(lm: LossMatrix) -> None:
                        "matrix.families": ",".join(sorted(set(lm.families.tolist())))[:6000]})
 
 
+def log_scoring(scores) -> None:
+    """What scoring adds to the loss matrix (mmc.scoring.stage.Scores): each model's record (scoring.json: source,
+    commit or files hash, dtype, attention, window, stride, library versions), hub commits as tags
+    `model.<name>.commit`, and token_losses.parquet when token losses were kept."""
+    records = dict(zip(scores.matrix.models.tolist(), scores.records))
+    tracking.log_json(records, "scoring.json")
+    mlflow.set_tags({f"model.{name}.commit": r["identity"]["commit"] for name, r in records.items()
+                     if "commit" in r["identity"]})
+    if scores.token_losses is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "token_losses.parquet"
+            scores.token_losses.to_parquet(path)
+            mlflow.log_artifact(str(path))
+
+
 def frontier_rows(result: SearchResult, active_params: np.ndarray | None = None) -> pd.DataFrame:
     """frontier.csv: members ('+'-joined, sorted), k, params, loss; one row per Pareto-optimal subset; plus
     active_params (parameters run per text) where given."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 from omegaconf import MISSING
 
@@ -42,11 +42,13 @@ class PoolConfig:
 @dataclass
 class ScoredPoolConfig(PoolConfig):
     param_count: str = field(default="total", metadata=choices(PARAM_COUNTS))
+    keeps_token_losses: ClassVar[bool] = False  # scoring.token_losses=null on this kind: keep them? (small models: yes)
 
 
 @dataclass
 class ZooPool(ScoredPoolConfig):
     kind: str = "zoo"
+    keeps_token_losses: ClassVar[bool] = True
     zoo: ZooConfig = field(default_factory=ZooConfig)  # families and sizes to train (conf/pool/zoo.yaml)
 
 
@@ -59,6 +61,7 @@ class LocalPool(ScoredPoolConfig):
 @dataclass
 class TinyRandomPool(ScoredPoolConfig):
     kind: str = "tiny_random"
+    keeps_token_losses: ClassVar[bool] = True
     tiny_random: TinyRandomConfig = field(default_factory=TinyRandomConfig)
 
 
@@ -124,6 +127,11 @@ POOLS = Registry("pool kind", [
 def is_scored(cfg: PoolConfig) -> bool:
     """A pool of models to score (else it comes as a loss matrix)."""
     return isinstance(cfg, ScoredPoolConfig)
+
+
+def token_losses(cfg: ScoredPoolConfig, asked: bool | None) -> bool:
+    """scoring.token_losses resolved: as asked, else by the pool's kind (on for zoo and tiny_random)."""
+    return type(cfg).keeps_token_losses if asked is None else asked
 
 
 def build_pool(cfg: ScoredPoolConfig, cache_dir: Path) -> list[ModelSpec]:

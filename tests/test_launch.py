@@ -115,7 +115,7 @@ def test_smoke_run_logs_the_contract(tmp_path):
                                       check_dtype=False, rtol=1e-9)  # the JSON keeps 10 significant digits
     logged = json.loads(run.data.tags["mlflow.loggedArtifacts"])
     assert {a["path"] for a in logged if a["type"] == "table"} == {
-        "tables/frontier.json", "tables/single_model_table.json", "tables/fit_table.json"}
+        "tables/frontier.json", "tables/single_model_table.json", "tables/fit_table.json", "tables/realisable.json"}
     assert not [m for m in run.data.metrics if m.startswith("system/")]  # auto: off when scoring on a CPU
 
 
