@@ -96,10 +96,11 @@ def attention(spec: ModelSpec, root: Path, requested: str | None, dtype: str) ->
                  lambda: attention_implementation(spec, requested, getattr(torch, dtype)))
 
 
-def model_dir(root: Path, identity: dict, window, stride, prefix_token) -> Path:
-    """Where a model's scores under these settings live, one entry per dtype and attention implementation."""
-    return root / _digest(dict(model=identity, window=window, stride=stride, prefix_token=prefix_token,
-                               version=SCORER_VERSION))
+def model_dir(root: Path, identity: dict, window, stride, prefix_token, scored: str = "texts") -> Path:
+    """Where a model's scores under these settings live, one entry per dtype and attention implementation.
+    `scored`: "texts", or "choices" (multiple-choice continuations, mmc.scoring.choices: their own dirs)."""
+    key = dict(model=identity, window=window, stride=stride, prefix_token=prefix_token, version=SCORER_VERSION)
+    return root / _digest(key if scored == "texts" else {**key, "scored": scored})  # texts' keys as before
 
 
 def entry_dir(model_dir: Path, dtype: str, attn_implementation: str) -> Path:

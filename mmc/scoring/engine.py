@@ -9,6 +9,7 @@ last layer sit on different devices.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 
@@ -73,6 +74,8 @@ class _Scorer:
         self.split = self.head is not None and self._split_matches()
         self.head_float32 = self._float32_head() if self.split else None
         body = model.base_model if self.split else model
+        # the keyword of the key-value cache: `cache` since transformers 5, `past_key_values` before
+        self.cache_name = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
         self.body = torch.compile(body, dynamic=True) if compile else body
 
     def _split_matches(self) -> bool:
@@ -97,12 +100,20 @@ class _Scorer:
         weight, bias = self.head_float32
         return torch.nn.functional.linear(hidden.to(weight.device, torch.float32), weight, bias)
 
+    def forward(self, ids: np.ndarray, **kwargs):
+        """(hidden states, or logits for the full model, (B, L, .); the model's output) of the batch `ids`."""
+        out = self.body(input_ids=torch.from_numpy(ids).to(self.device), **kwargs)
+        return (out.last_hidden_state if self.split else out.logits), out
+
     def token_nll(self, ids: np.ndarray, rows: np.ndarray, cols: np.ndarray, targets: np.ndarray) -> torch.Tensor:
         """NLL (float32, on the head's device) of targets[i] predicted at position (rows[i], cols[i]) of the batch `ids`."""
-        out = self.body(input_ids=torch.from_numpy(ids).to(self.device), use_cache=False)
-        hidden = out.last_hidden_state if self.split else out.logits
-        selected = hidden[torch.from_numpy(rows).to(hidden.device), torch.from_numpy(cols).to(hidden.device)]
+        hidden, out = self.forward(ids, use_cache=False)
+        selected = at(hidden, rows, cols)
         del out, hidden
+        return self.nll(selected, targets)
+
+    def nll(self, selected: torch.Tensor, targets: np.ndarray) -> torch.Tensor:
+        """NLL (float32) of targets[i] predicted from the hidden state (or logits) selected[i], the head in chunks."""
         targets = torch.from_numpy(targets)
         chunk = max(1, HEAD_CHUNK_ELEMENTS // self.vocab)
         parts = []
@@ -111,6 +122,11 @@ class _Scorer:
             target = targets[s:s + chunk, None].to(logits.device)
             parts.append(torch.logsumexp(logits, dim=-1) - logits.gather(1, target)[:, 0])
         return torch.cat(parts)
+
+
+def at(hidden: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+    """hidden[rows[i], cols[i]] for every i, the indices placed where `hidden` is."""
+    return hidden[torch.from_numpy(rows).to(hidden.device), torch.from_numpy(cols).to(hidden.device)]
 
 
 def _batch_arrays(seqs: list[np.ndarray], windows: Windows, idx: np.ndarray):

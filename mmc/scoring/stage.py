@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class Scores:
     """What scoring gives a run."""
 
-    matrix: LossMatrix
+    matrix: LossMatrix  # or a mmc.choices.ChoiceMatrix (mmc.scoring.choices)
     records: list[dict]  # per model, the matrix's order: the meta.json of the cache entry its row comes from
     token_losses: TokenLosses | None  # when scoring.token_losses
 
@@ -47,12 +47,14 @@ def _check(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param_cou
     check_specs(specs)
 
 
-def _model_dir(identity: dict, root, cfg: ScoringConfig):
-    return score_cache.model_dir(root, identity, cfg.window, cfg.stride, cfg.prefix_token)
+def _model_dir(identity: dict, root, cfg: ScoringConfig, scored: str):
+    """Texts: keyed by window, stride and prefix token; choices (mmc.scoring.choices): by window and prefix token."""
+    return score_cache.model_dir(root, identity, cfg.window, cfg.stride if scored == "texts" else None,
+                                 cfg.prefix_token, scored)
 
 
-def _score_missing(spec, identity, entry, texts, hashes, todo, cfg, device, dtype, attention) -> dict:
-    """Load the model, record it, score the texts `todo` chunk by chunk (with their token losses when asked)."""
+def _load_recorded(spec, identity, entry, cfg, device, dtype, attention):
+    """(model, tokenizer, record): the model loaded, its record (meta.json) written into its entry."""
     model, tokenizer = load_model(spec, device=str(device), dtype=getattr(torch, dtype), device_map=cfg.device_map,
                                   attn_implementation=attention)
     if model.config._attn_implementation != attention:
@@ -65,14 +67,20 @@ def _score_missing(spec, identity, entry, texts, hashes, todo, cfg, device, dtyp
             "identity": identity,
             "params": {"total": count_params(model), "non_embedding": count_params(model, non_embedding=True)}}
     score_cache.write_meta(entry, meta)
-    todo = np.flatnonzero(todo)
+    return model, tokenizer, meta
+
+
+def _score_texts(texts: list[str], hashes: np.ndarray, cfg: ScoringConfig, model, tokenizer, meta: dict, entry,
+                 todo: np.ndarray) -> None:
+    """score_entries' fill for texts: the texts `todo` chunk by chunk (with their token losses when asked)."""
+    window, stride, versions = meta["window"], meta["stride"], meta["versions"]
     chosen = [texts[i] for i in todo]
     if cfg.token_losses:
         seqs, ends = tokenise_with_spans(tokenizer, chosen, cfg.prefix_token)
     else:
         seqs, ends = tokenise(tokenizer, chosen, cfg.prefix_token), None
     order = np.argsort([len(s) for s in seqs], kind="stable")  # similar lengths per chunk: little padding
-    with tqdm(total=sum(len(s) - 1 for s in seqs), unit="tok", unit_scale=True, desc=spec.name) as bar:
+    with tqdm(total=sum(len(s) - 1 for s in seqs), unit="tok", unit_scale=True, desc=meta["name"]) as bar:
         for start in range(0, len(order), cfg.chunk_texts):
             chunk = order[start:start + cfg.chunk_texts]
             scored = score_sequences(model, [seqs[i] for i in chunk], window, stride, cfg.batch_tokens, bar,
@@ -80,8 +88,6 @@ def _score_missing(spec, identity, entry, texts, hashes, todo, cfg, device, dtyp
             spans = {} if ends is None else {"token_nll": scored.token_nll,
                                              "token_byte_end": np.concatenate([ends[i] for i in chunk])}
             score_cache.write_chunk(entry, hashes[todo[chunk]], scored.nll, scored.n_tokens, versions, **spans)
-    del model
-    return meta
 
 
 def score_pool(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param_count: str = "total") -> Scores:
@@ -89,43 +95,60 @@ def score_pool(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param
     are asked for), model by model; fully cached models are not loaded. Hub models are scored at the commit
     their revision points to now."""
     _check(specs, corpus, cfg, param_count)
+    hashes = score_cache.text_hashes(corpus.texts)
+    rows = score_entries(specs, hashes, cfg, "texts", partial(_score_texts, corpus.texts, hashes, cfg))
+    return _scores(corpus, rows, param_count, cfg.token_losses)
+
+
+def score_entries(specs: list[ModelSpec], hashes: np.ndarray, cfg: ScoringConfig, scored: str, fill) -> list:
+    """Per model (spec, record, CachedScores, index of each of `hashes` in them) after fill(model, tokenizer, record,
+    entry, todo) has scored and cached what the cache lacks (`todo`: indices into hashes). `scored` ("texts" or
+    "choices") says which cache the scores go to."""
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
-    root, hashes = _root(cfg), score_cache.text_hashes(corpus.texts)
+    root = _root(cfg)
     rows = []
     for spec in specs:
         spec = pinned(spec)
         identity = score_cache.model_identity(spec, root)
         attention = score_cache.attention(spec, root, cfg.attn_implementation, dtype)
-        entry = score_cache.entry_dir(_model_dir(identity, root, cfg), dtype, attention)
+        entry = score_cache.entry_dir(_model_dir(identity, root, cfg, scored), dtype, attention)
         if cfg.force:
             score_cache.clear_scores(entry)
         meta, scores = score_cache.read_meta(entry), score_cache.read_scores(entry)
         index = scores.find(hashes)
         todo = ~scores.with_tokens(index) if cfg.token_losses else index < 0
         if meta is None or todo.any():
-            log.info("model %s: scoring %d of %d texts", spec.name, todo.sum(), len(todo))
-            meta = _score_missing(spec, identity, entry, corpus.texts, hashes, todo, cfg, device, dtype, attention)
+            log.info("model %s: scoring %d of %d %s", spec.name, todo.sum(), len(todo), scored)
+            model, tokenizer, meta = _load_recorded(spec, identity, entry, cfg, device, dtype, attention)
+            fill(model, tokenizer, meta, entry, np.flatnonzero(todo))
+            del model
             scores = score_cache.read_scores(entry)
             index = scores.find(hashes)
         rows.append((spec, meta, scores, index))
-    return _scores(corpus, rows, param_count, cfg.token_losses)
+    return rows
 
 
 def cached_loss_matrix(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param_count: str = "total") -> Scores:
-    """Scores from the cache alone (stage=analyze). With dtype auto, any dtype the cache holds in full for every
+    """Scores from the cache alone (stage=analyze), as cached_entries finds them."""
+    _check(specs, corpus, cfg, param_count)
+    rows = cached_entries(specs, score_cache.text_hashes(corpus.texts), cfg, "texts")
+    return _scores(corpus, rows, param_count, cfg.token_losses)
+
+
+def cached_entries(specs: list[ModelSpec], hashes: np.ndarray, cfg: ScoringConfig, scored: str) -> list:
+    """score_entries' rows from the cache alone. With dtype auto, any dtype the cache holds in full for every
     model does (this machine's auto dtype first), so scores made on a GPU can be analysed on a laptop; rows of
     different dtypes are never mixed in one matrix. Any attention implementation does (the requested one first)."""
-    _check(specs, corpus, cfg, param_count)
     preferred = resolve_dtype(cfg.dtype, resolve_device(cfg.device))
     dtypes = [preferred] + ([d for d in DTYPES if d not in ("auto", preferred)] if cfg.dtype == "auto" else [])
-    root, hashes = _root(cfg), score_cache.text_hashes(corpus.texts)
+    root = _root(cfg)
     complete = []  # per model: {dtype: (spec, meta, scores, index)} of the entries holding every text
     for spec in specs:
         spec = pinned(spec)
         found, held = {}, 0
         metas = [(entry, score_cache.read_meta(entry))
-                 for entry in score_cache.entries(_model_dir(score_cache.model_identity(spec, root), root, cfg))]
+                 for entry in score_cache.entries(_model_dir(score_cache.model_identity(spec, root), root, cfg, scored))]
         metas.sort(key=lambda em: em[1]["attn_implementation"] != cfg.attn_implementation)  # the requested first
         for entry, meta in metas:
             scores = score_cache.read_scores(entry)
@@ -135,7 +158,7 @@ def cached_loss_matrix(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfi
             if meta["dtype"] in dtypes and held_here.all():
                 found.setdefault(meta["dtype"], (spec, meta, scores, index))
         if not found:
-            what = "texts with token losses" if cfg.token_losses else "texts"
+            what = f"{scored} with token losses" if cfg.token_losses else scored
             raise MMCError(f"model {spec.name!r} has {held} of {len(hashes)} {what} in the score cache {root}; "
                            f"score it first: python launch.py stage=score pool.only={spec.name}"
                            + (" scoring.token_losses=true" if cfg.token_losses else ""))
@@ -143,7 +166,7 @@ def cached_loss_matrix(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfi
     common = [d for d in dtypes if all(d in found for found in complete)]
     if not common:
         raise MMCError(_mixed_dtypes(specs, complete, dtypes))
-    return _scores(corpus, [found[common[0]] for found in complete], param_count, cfg.token_losses)
+    return [found[common[0]] for found in complete]
 
 
 def _mixed_dtypes(specs: list[ModelSpec], complete: list[dict], dtypes: list[str]) -> str:

@@ -45,6 +45,29 @@ def tokenise_with_spans(tokenizer, texts: list[str], prefix_token: str | None = 
     return seqs, [byte_ends(text, np.asarray(o, dtype=np.int64).reshape(-1, 2)) for text, o in zip(texts, offsets)]
 
 
+def encode_pairs(tokenizer, pairs: list[tuple[str, str]], prefix_token: str | None = None
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """([prefix] + context tokens, continuation tokens) of each (context, continuation), split as
+    lm-evaluation-harness splits them (its _encode_pair): the context's trailing whitespace moves to the
+    continuation, context + continuation is encoded whole, and the continuation is what follows the context's own
+    encoding in it. The prefix (as for texts) stands where lm-eval's HFLM(add_bos_token=True) puts BOS; special-token
+    strings are plain text, as in `tokenise`."""
+    prefix = np.array([prefix_token_id(tokenizer, prefix_token)], dtype=np.int64)
+    wholes = _encode(tokenizer, [c + k for c, k in pairs], prefix_token, offsets=False)[0]  # prefix first
+    stripped = list(dict.fromkeys(c.rstrip() for c, _ in pairs))
+    encoded = dict(zip(stripped, tokenizer(stripped, add_special_tokens=False, split_special_tokens=True,
+                                           verbose=False)["input_ids"]))
+    contexts, continuations = [], []
+    for i, ((context, continuation), whole) in enumerate(zip(pairs, wholes)):
+        own = encoded[context.rstrip()]
+        if len(whole) <= 1 + len(own):
+            raise MMCError(f"choice #{i} ({continuation[:30]!r}) adds no token to its context under this tokenizer "
+                           "(it merges into the context's last token); end the context at a word boundary")
+        contexts.append(np.concatenate([prefix, np.asarray(own, dtype=np.int64)]))
+        continuations.append(whole[1 + len(own):])
+    return contexts, continuations
+
+
 def _encode(tokenizer, texts: list[str], prefix_token: str | None, offsets: bool):
     prefix = prefix_token_id(tokenizer, prefix_token)
     empty = [i for i, t in enumerate(texts) if not t]
