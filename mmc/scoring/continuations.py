@@ -19,20 +19,21 @@ from mmc.errors import MMCError
 from mmc.scoring.engine import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, _Scorer, at
 
 
-def plan_batches(context_lengths: np.ndarray, longest_continuation: np.ndarray, n_continuations: np.ndarray,
-                 budget: int) -> list[np.ndarray]:
-    """Items in batches, longest contexts first, each padded batch within `budget` tokens: B items cost
-    B x (longest context) + (their continuations) x (longest continuation). An item alone may exceed it."""
-    order = np.argsort(-context_lengths, kind="stable")
+def batch_cost(chosen: np.ndarray, context_lengths: np.ndarray, longest_continuation: np.ndarray,
+               n_continuations: np.ndarray) -> int:
+    """Padded tokens of a batch: B items x (longest context) + (their continuations) x (longest continuation)."""
+    return int(len(chosen) * context_lengths[chosen].max()
+               + n_continuations[chosen].sum() * longest_continuation[chosen].max())
+
+
+def plan_batches(items: np.ndarray, budget: int, *lengths: np.ndarray) -> list[np.ndarray]:
+    """The items in batches, longest contexts first, each within `budget` padded tokens (batch_cost of `lengths`:
+    context lengths, longest continuations, continuation counts); an item alone may exceed it."""
+    order = items[np.argsort(-lengths[0][items], kind="stable")]
     batches, start = [], 0
     while start < len(order):
         stop = start + 1
-        while stop < len(order):
-            chosen = order[start:stop + 1]
-            cost = len(chosen) * context_lengths[chosen].max() + \
-                n_continuations[chosen].sum() * longest_continuation[chosen].max()
-            if cost > budget:
-                break
+        while stop < len(order) and batch_cost(order[start:stop + 1], *lengths) <= budget:
             stop += 1
         batches.append(order[start:stop])
         start = stop
@@ -88,7 +89,8 @@ def score_continuations(model, contexts: list[np.ndarray], continuations: list[l
     counts = np.array([len(ks) for ks in continuations], dtype=np.int64)
     default = CPU_BATCH_TOKENS if scorer.device.type == "cpu" else GPU_BATCH_TOKENS
     budget, out, t0, done = batch_tokens or default, [None] * len(contexts), time.perf_counter(), 0
-    todo = plan_batches(context_lengths, longest, counts, budget)
+    lengths = (context_lengths, longest, counts)
+    todo = plan_batches(np.arange(len(contexts)), budget, *lengths)
     while todo:
         batch = todo.pop(0)
         item = np.repeat(np.arange(len(batch)), counts[batch])
@@ -100,8 +102,9 @@ def score_continuations(model, contexts: list[np.ndarray], continuations: list[l
                 raise MMCError(f"one item of {context_lengths[batch[0]]} context tokens and {counts[batch[0]]} "
                                "choices does not fit in GPU memory; use scoring.dtype=bfloat16 or "
                                "scoring.device_map=auto") from None
-            torch.cuda.empty_cache()
-            todo[:0] = [batch[:len(batch) // 2], batch[len(batch) // 2:]]  # halves, then go on
+            torch.cuda.empty_cache()  # half the batch's budget from now on, then go on
+            budget = batch_cost(batch[:len(batch) // 2], *lengths)
+            todo = plan_batches(np.concatenate([batch, *todo]), budget, *lengths)
             continue
         for position, i in enumerate(batch):
             out[i] = nll[item == position]
