@@ -1,21 +1,19 @@
-"""mmc entry point: compose the config, then load corpus -> build pool -> score -> search -> fit -> log.
+"""mmc entry point: compose and check the config, then run the job (mmc.job): inputs -> score -> analyse -> log.
 
     python launch.py                          # the offline default study (zoo pool, built-in corpus)
     python launch.py experiment=smoke         # a named configuration
     python launch.py -m search=pareto_prune,greedy     # a sweep: one MLflow parent run, a child per job
-    python launch.py rerun=<MLFLOW_RUN_ID>    # re-launch a logged run with exactly its config
+    python launch.py rerun=<MLFLOW_RUN_ID>    # re-launch a logged run with its config (overrides go on top)
 """
 from __future__ import annotations
 
 import logging
 import sys
-import time
-from dataclasses import replace
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mmc import cli
 from mmc.config import Config, Stage, from_container, register_configs, validate
@@ -23,54 +21,6 @@ from mmc.errors import MMCError
 
 log = logging.getLogger("mmc")
 register_configs()
-
-
-def run(config: Config, tags: dict, parent_id: str | None) -> dict:
-    """One job: every input is checked (tracking, corpus, pool) before scoring starts."""
-    # mlflow, matplotlib and (for scored pools) torch load here: --help, --cfg and a bad config never wait for them
-    from mmc import artifacts, tracking
-    from mmc.analysis import analyze
-    from mmc.data import load_corpus
-    from mmc.paths import cache_root
-    from mmc.pool import build_pool, is_scored, matrix_pool
-
-    started = time.time()
-    tracking.connect(config.tracking.uri)
-    experiment_id = tracking.ensure_experiment(config.tracking.experiment_name or config.name)
-    container = OmegaConf.to_container(OmegaConf.structured(config), resolve=True, enum_to_str=True)
-    with tracking.tracked_run(experiment_id, tags.get("hydra.overrides") or config.name, container, tags,
-                              parent_id) as active:
-        if not is_scored(config.pool):
-            if config.stage == Stage.score:
-                raise MMCError(f"pool={config.pool.kind} holds precomputed losses, nothing to score; use stage=analyze")
-            lm, texts = matrix_pool(config.pool)
-            check_ensemble(config.ensemble, lm.domains, texts, False)
-        else:
-            from mmc.scoring.stage import cached_loss_matrix, score_pool  # torch
-
-            cache = cache_root(config.cache_dir)
-            corpus = load_corpus(config.dataset)
-            texts = corpus.texts
-            # e.g. domain_router on one domain: before scoring
-            check_ensemble(config.ensemble, corpus.domains, texts, False)
-            specs = build_pool(config.pool, cache)
-            config.search.check_pool(len(specs))  # e.g. too many models for exhaustive: say so before scoring
-            artifacts.log_corpus(corpus)
-            scoring = replace(config.scoring, cache_dir=config.scoring.cache_dir or str(cache / "scores"))
-            score = cached_loss_matrix if config.stage == Stage.analyze else score_pool
-            lm = score(specs, corpus, scoring, config.pool.param_count)
-        artifacts.log_loss_matrix(lm)
-        if config.stage != Stage.score:
-            artifacts.log_analysis(analyze(lm, config.loss, config.search, config.fit, config.ensemble, texts))
-        artifacts.log_metrics({"time.total_s": time.time() - started})
-        return {"run_id": active.info.run_id}
-
-
-def check_ensemble(ensemble, domains, texts, tokens: bool) -> None:
-    """The ensemble option can run on these texts (MMCError in one line if not), before any scoring."""
-    from mmc.ensemble.split import split_texts
-
-    ensemble.check_data(split_texts(domains, ensemble.train_fraction, ensemble.seed), texts is not None, tokens)
 
 
 def job_tags(config: Config) -> dict:
@@ -83,17 +33,19 @@ def job_tags(config: Config) -> dict:
         tags["synthetic"] = "true"
     if config.rerun:
         tags["rerun_of"] = config.rerun
+        tags["rerun_overrides"] = " ".join(o.lstrip("+") for o in hydra_cfg.overrides.task
+                                           if not o.startswith("rerun="))
     return tags
 
 
 def rerun_config(run_id: str, uri: str | None) -> Config:
-    """The typed config a logged run was launched with."""
-    from mmc import tracking
+    """The typed config a logged run was launched with, this command line's overrides applied on top."""
+    from mmc import rerun, tracking
 
     tracking.connect(uri)
     logged = tracking.logged_config(run_id)
     logged["rerun"] = run_id
-    return validate(from_container(logged))
+    return validate(rerun.apply(from_container(logged), list(HydraConfig.get().overrides.task)))
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -106,7 +58,9 @@ def main(cfg: DictConfig) -> dict | None:
             from mmc.sweep import parent_run_id  # mlflow: loaded by jobs, never at start-up
 
             parent_id = parent_run_id(HydraConfig.get().sweep.dir)
-        return run(config, job_tags(config), parent_id)
+        from mmc import job  # the analysis and its libraries: loaded by jobs, never at start-up
+
+        return job.run(config, job_tags(config), parent_id)
     except MMCError as e:
         print(f"error: {e}", file=sys.stderr)
         if not multirun:
@@ -119,5 +73,5 @@ def main(cfg: DictConfig) -> dict | None:
 
 
 if __name__ == "__main__":
-    cli.preflight(sys.argv[1:])
+    sys.argv[1:] = cli.preflight(sys.argv[1:])
     main()

@@ -2,6 +2,7 @@
 
     python bench/scoring.py [--quick]          # CPU: GPT-2-config model (~4M params), mixed-length texts
     python bench/scoring.py --device cuda      # GPU: Llama-config ~1B params, bf16, 128k vocab, ~2000 texts
+    python bench/scoring.py --token-losses     # CPU: the scoring stage with and without token losses, alternated
 
 Every method runs in its own spawned process (peak memory is per method) on the same model and texts,
 with the same window; lm-eval's disjoint windows are the engine's stride = window.
@@ -11,17 +12,21 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing as mp
+import os
 import resource
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mmc.data import Corpus, text_id
 from mmc.paths import cache_root
-from mmc.models import count_params, load_model
+from mmc.models import ModelSpec, count_params, load_model
+from mmc.scoring.config import ScoringConfig
 from mmc.scoring.engine import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, padding_fraction, score_sequences
-from mmc.scoring.windows import plan_windows, tokenise
+from mmc.scoring.windows import plan_windows, tokenise, tokenise_with_spans
 from mmc.synthetic import synthetic_texts
 from mmc.tiny_random import TinyRandomConfig, build_tiny_random
 
@@ -75,23 +80,36 @@ def lm_eval_rolling(model, tokenizer, texts, window, batch_size):
 
 def engine(model, tokenizer, texts, window, stride, batch_tokens, compile=False):
     seqs = tokenise(tokenizer, texts)
-    return score_sequences(model, seqs, window, stride, batch_tokens, compile=compile)[0]
+    return score_sequences(model, seqs, window, stride, batch_tokens, compile=compile).nll
+
+
+def stage(model, tokenizer, texts, window, token_losses, source):
+    """The whole scoring stage on an empty cache: load, tokenise (with offsets and byte spans for token losses),
+    score, write the cache; with token losses, also every token's NLL and span read back from it."""
+    from mmc.scoring.stage import score_pool
+
+    corpus = Corpus(ids=[text_id(t) for t in texts], texts=texts, domains=["all"] * len(texts))
+    with tempfile.TemporaryDirectory() as cache:
+        cfg = ScoringConfig(device="cpu", window=window, stride=window, cache_dir=cache, token_losses=token_losses)
+        scores = score_pool([ModelSpec("bench", "bench", source)], corpus, cfg)
+        if token_losses:
+            scores.token_losses.model(0)
+        return scores.matrix.nll[0]
 
 
 def _run(method, kwargs, source, texts, device, queue):
     """Child process: load, time one method, report NLL, seconds and peak memory."""
     if device == "cpu":
-        model, tokenizer = load_model(type("Spec", (), {"name": "bench", "source": source, "revision": None})(),
-                                      dtype=kwargs.pop("dtype", torch.float32))
+        model, tokenizer = load_model(ModelSpec("bench", "bench", source), dtype=kwargs.pop("dtype", torch.float32))
     else:
         model, tokenizer = gpu_model(device)
     if kwargs.get("compile"):
         globals()[method](model, tokenizer, texts[:32], **kwargs)  # warm-up: compilation is not timed
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     nll = globals()[method](model, tokenizer, texts, **kwargs)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    queue.put((np.asarray(nll, dtype=np.float64), seconds, peak, count_params(model)))
+    queue.put((np.asarray(nll, dtype=np.float64), seconds, peak, count_params(model), cpu_seconds))
 
 
 def measure(method, kwargs, source, texts, device):
@@ -116,11 +134,14 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer texts")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="GPU peak dense bf16 (H100 SXM: 989)")
+    parser.add_argument("--token-losses", action="store_true", help="only the stage with and without token losses")
     args = parser.parse_args()
+    if args.token_losses:
+        return token_losses_overhead(args.quick)
 
     if args.device == "cpu":
         source = cpu_model()
-        _, tokenizer = load_model(type("Spec", (), {"name": "bench", "source": source, "revision": None})())
+        _, tokenizer = load_model(ModelSpec("bench", "bench", source))
         texts = synthetic_texts(60 if args.quick else 200, seed=1, min_words=3, max_words=250)
         window = WINDOW
         methods = [
@@ -163,7 +184,7 @@ def main():
     print("\n| method | s | texts/s | tokens/s | GFLOP/s | padding | peak MiB | vs loop | vs lm-eval bs=16 "
           "| max rel. diff vs lm-eval (1 window / longer) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for label, (nll, seconds, peak, params) in results.items():
+    for label, (nll, seconds, peak, params, _) in results.items():
         stride = next(k for l, _, k in methods if l == label).get("stride", window)
         if label.startswith("lm-eval"):
             padding = lm_eval_padding(disjoint.length, 1 if label.endswith("bs=1") else 16) if "auto" not in label else math.nan
@@ -183,6 +204,39 @@ def main():
               f"{rel[~one_window].max() if (~one_window).any() else 0:.1e} |")
     print(f"\nparams: {results[reference_label][3]:,}; torch threads: {torch.get_num_threads()}; "
           f"GFLOP/s = 2 x params x forwarded tokens / s")
+
+
+def token_losses_overhead(quick: bool, repeats: int = 5):
+    """The scoring stage with token losses against without, alternated in fresh processes, same texts and model:
+    wall and CPU seconds (the process's user + system time, steadier than wall time on a shared machine)."""
+    source = cpu_model()
+    texts = synthetic_texts(60 if quick else 200, seed=1, min_words=3, max_words=250)
+    times = {False: [], True: []}
+    for _ in range(repeats):
+        for token_losses in (False, True):
+            _, wall, _, _, cpu = measure("stage", {"window": WINDOW, "token_losses": token_losses, "source": source},
+                                         source, texts, "cpu")
+            times[token_losses].append((wall, cpu))
+            print(f"  token_losses={token_losses}: {wall:.2f} s wall, {cpu:.2f} s CPU "
+                  f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+    for k, what in enumerate(("wall", "CPU")):
+        without, with_tokens = (np.array([t[k] for t in times[on]]) for on in (False, True))
+        print(f"{what}: median without {np.median(without):.2f} s, with token losses {np.median(with_tokens):.2f} s, "
+              f"ratio of medians {np.median(with_tokens) / np.median(without):.3f}x, median of the pairs' ratios "
+              f"{np.median(with_tokens / without):.3f}x (pairs: {', '.join(f'{r:.2f}' for r in with_tokens / without)})")
+    # What token losses add, timed alone (best of 5, steady even on a loaded machine): offsets and byte spans at
+    # tokenisation; the token NLLs themselves are computed either way.
+    _, tokenizer = load_model(ModelSpec("bench", "bench", source))
+    best = lambda f: min(_seconds(f) for _ in range(5))
+    plain, spans = best(lambda: tokenise(tokenizer, texts)), best(lambda: tokenise_with_spans(tokenizer, texts))
+    print(f"tokenise {plain:.3f} s, with byte spans {spans:.3f} s: {spans - plain:.3f} s more, "
+          f"{(spans - plain) / np.median([t[1] for t in times[False]]):.1%} of the stage's median CPU time")
+
+
+def _seconds(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from mmc import rerun
 from mmc.config import validate
 from mmc.errors import MMCError
 from mmc.paths import CONF_DIR
@@ -56,21 +57,31 @@ def one_line(error: BaseException) -> str:
     return text
 
 
-def preflight(argv: list[str]) -> None:
-    """Exit 2 with one line when the overrides do not compose against the schemas (types, keys, options).
+def preflight(argv: list[str]) -> list[str]:
+    """The argv to hand Hydra; exit 2 with one line when the overrides do not compose against the schemas
+    (types, keys, options). A rerun's overrides apply to its logged config, checked when it is fetched
+    (mmc.rerun): here they only have to compose, with `++` before keys the defaults lack.
 
     The schemas must be registered (mmc.config.register_configs) before this runs."""
     overrides = user_overrides(argv)
     if overrides is None:
-        return
+        return argv
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             multirun = "-m" in argv or "--multirun" in argv  # without it, Hydra refuses sweep values
-            cfg = compose("config", overrides=first_of_sweeps(overrides) if multirun else overrides)
-            validate(cfg)
+            plain = first_of_sweeps(overrides) if multirun else overrides
+            if rerun.is_rerun(plain):
+                defaults = compose("config", overrides=[o.input_line for o in rerun.parse(plain)
+                                                         if rerun.is_group_choice(o)])
+                forced = rerun.lacking(overrides, defaults)
+                argv, overrides = ([f"++{a}" if a in forced else a for a in args] for args in (argv, overrides))
+                compose("config", overrides=first_of_sweeps(overrides) if multirun else overrides)
+            else:
+                validate(compose("config", overrides=plain))
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         print(f"error: bad config: {one_line(e)} (`python launch.py --cfg job` prints every key)", file=sys.stderr)
         sys.exit(2)
     except MMCError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    return argv

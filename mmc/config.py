@@ -34,6 +34,8 @@ GROUPS = {"dataset": DATASETS, "pool": POOLS, "ensemble": ENSEMBLES, "search": S
 class TrackingConfig:
     uri: Optional[str] = None  # null: sqlite:///<repo>/mlruns/mlflow.db (or $MLFLOW_TRACKING_URI)
     experiment_name: Optional[str] = None  # null: the experiment's name
+    # MLflow's system metrics (CPU, memory, GPU): null: on when scoring runs on a GPU; true/false forces it
+    system_metrics: Optional[bool] = None
 
 
 class Stage(str, Enum):

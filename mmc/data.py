@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 from omegaconf import MISSING
 
-from mmc.errors import MMCError
+from mmc.errors import MMCError, first_line
 from mmc.registry import Option, Registry, check_node, choices
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ SPLITS = ("eval", "train", "all")
 EVAL_SHARE = 0.3  # share of builtin source blocks held out from zoo training
 FILE_SUFFIXES = (".txt", ".jsonl", ".csv", ".parquet")
 TXT_SPLITS = ("file", "blocks")
+BINARY_SHARE = 0.25  # a "text" file with NUL bytes, or with a larger share of its characters not UTF-8, is not text
 
 
 @dataclass
@@ -46,6 +47,10 @@ class DatasetConfig:
     min_chars: int = 1  # shorter texts are dropped
     max_chars: Optional[int] = None  # longer texts are dropped
     dedupe: bool = True
+
+    def provenance(self) -> tuple[str, str]:
+        """(name, source) of the texts as the run's MLflow dataset input shows them: where they come from."""
+        raise NotImplementedError
 
     def check(self, path: str) -> None:
         if self.min_chars < 1 or (self.max_chars is not None and self.max_chars < self.min_chars):
@@ -65,6 +70,9 @@ class BuiltinDataset(DatasetConfig):
     min_chars: int = 200
     max_chars: Optional[int] = 1000  # also the longest document assembled
 
+    def provenance(self) -> tuple[str, str]:
+        return f"builtin-{self.split}", sysconfig.get_paths()["stdlib"]
+
 
 @dataclass
 class FilesDataset(DatasetConfig):
@@ -75,6 +83,10 @@ class FilesDataset(DatasetConfig):
     text_field: str = "text"  # .jsonl/.csv/.parquet
     domain_field: Optional[str] = None
     txt_split: str = field(default="file", metadata=choices(TXT_SPLITS))  # .txt: a text per file or per block
+
+    def provenance(self) -> tuple[str, str]:
+        path = Path(self.path).expanduser().resolve()
+        return path.name, str(path)
 
 
 @dataclass
@@ -88,6 +100,11 @@ class HfDataset(DatasetConfig):
     text_field: str = "text"
     domain_field: Optional[str] = None  # null: one domain, "all"
     min_chars: int = 200
+
+    def provenance(self) -> tuple[str, str]:
+        local = Path(self.name).expanduser()
+        source = str(local.resolve()) if local.exists() else f"https://huggingface.co/datasets/{self.name}"
+        return "/".join(p for p in (self.name, self.config_name, self.split) if p), source
 
 
 @dataclass
@@ -112,8 +129,12 @@ class Corpus:
 
     @property
     def hash(self) -> str:
-        """Hash of the ordered text ids: two corpora with the same hash hold the same texts."""
-        return hashlib.sha256("\n".join(self.ids).encode()).hexdigest()[:16]
+        return corpus_hash(self.ids)
+
+
+def corpus_hash(ids: list[str]) -> str:
+    """Hash of the ordered text ids: two corpora with the same hash hold the same texts."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
 def text_id(text: str) -> str:
@@ -290,15 +311,15 @@ def read_file(file: Path, text_field: str, domain_field: str | None, txt_split: 
     """([(text, domain or None)], 1 if non-UTF-8 bytes were replaced else 0)."""
     if file.suffix == ".parquet":
         import pandas as pd
+        from pyarrow import ArrowException
 
-        return table_rows(pd.read_parquet(file), file, text_field, domain_field), 0
-    raw = file.read_bytes()
-    try:
-        text, bad = raw.decode("utf-8"), 0
-    except UnicodeDecodeError:
-        text, bad = raw.decode("utf-8", errors="replace"), 1
-    if text.startswith("\ufeff"):  # a byte-order mark is not part of the text
-        text = text[1:]
+        try:
+            frame = pd.read_parquet(file)
+        except (ValueError, OSError, ArrowException) as e:
+            raise MMCError(f"{file} is not a readable parquet file ({first_line(e)}); rewrite it or remove it "
+                           "from dataset.path") from e
+        return table_rows(frame, file, text_field, domain_field), 0
+    text, bad = decode_text(file)
     if file.suffix == ".txt":
         if txt_split == "file":
             return [(text, None)], bad
@@ -306,7 +327,11 @@ def read_file(file: Path, text_field: str, domain_field: str | None, txt_split: 
     if file.suffix == ".csv":
         import pandas as pd
 
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        try:
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        except ValueError as e:  # pandas' ParserError and EmptyDataError
+            raise MMCError(f"{file} is not a readable CSV file ({first_line(e)}); fix it or remove it "
+                           "from dataset.path") from e
         return table_rows(frame, file, text_field, domain_field), bad
     records = []
     for n, line in enumerate(text.splitlines(), 1):
@@ -321,6 +346,23 @@ def read_file(file: Path, text_field: str, domain_field: str | None, txt_split: 
     import pandas as pd
 
     return table_rows(pd.DataFrame.from_records(records), file, text_field, domain_field), bad
+
+
+def decode_text(file: Path) -> tuple[str, int]:
+    """(the file's text, 1 if non-UTF-8 bytes were replaced by U+FFFD else 0); MMCError for a binary file."""
+    raw = file.read_bytes()
+    try:
+        text, bad = raw.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        text, bad = raw.decode("utf-8", errors="replace"), 1
+    replaced = text.count("\ufffd") / max(len(text), 1) if bad else 0.0
+    if b"\x00" in raw or replaced > BINARY_SHARE:
+        why = "it holds NUL bytes" if b"\x00" in raw else f"{replaced:.0%} of it is not UTF-8"
+        raise MMCError(f"{file} is not text ({why}: a binary file, or text in another encoding); convert it to "
+                       "UTF-8 text or remove it from dataset.path")
+    if text.startswith("\ufeff"):  # a byte-order mark is not part of the text
+        text = text[1:]
+    return text, bad
 
 
 def table_rows(frame, file: Path, text_field: str, domain_field: str | None) -> list[tuple[str, str | None]]:
@@ -348,8 +390,7 @@ def load_hf(cfg: HfDataset) -> tuple[list[str], list[str]]:
     try:
         ds = datasets.load_dataset(name, cfg.config_name, split=split)
     except Exception as e:  # network, unknown name or split: the library's own message says which
-        raise MMCError(f"cannot load dataset {name!r} ({cfg.config_name}, split {split!r}): "
-                       f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+        raise MMCError(f"cannot load dataset {name!r} ({cfg.config_name}, split {split!r}): {first_line(e)}") from e
     for field in [text_field] + ([domain_field] if domain_field else []):
         if field not in ds.column_names:
             raise MMCError(f"dataset {name!r} has no field {field!r} (fields: {', '.join(ds.column_names)}); "

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mmc.errors import MMCError
+from mmc.errors import MMCError, first_line
 from mmc.models import duplicates
 from mmc.registry import Option, Registry, choices
 
@@ -156,8 +157,18 @@ class LossMatrix:
         path = Path(path)
         if not path.is_file():
             raise MMCError(f"loss matrix file {path} does not exist; pass pool.path=<a loss_matrix.npz>")
-        with np.load(path, allow_pickle=False) as z:
-            missing = {"models", "families", "params", "text_ids", "nll", "n_tokens", "n_bytes", "n_chars"} - set(z)
-            if missing:
-                raise MMCError(f"{path} lacks fields {sorted(missing)}; it is not an mmc loss_matrix.npz")
-            return cls(**{k: z[k] for k in z.files if k in cls.__dataclass_fields__})
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files if k in cls.__dataclass_fields__}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # not an npz, or object arrays
+            raise MMCError(f"{path} is not a readable .npz file ({first_line(e)}); pass pool.path=<the "
+                           "loss_matrix.npz artifact of a run>") from e
+        missing = {"models", "families", "params", "text_ids", "nll", "n_tokens", "n_bytes", "n_chars"} - set(arrays)
+        if missing:
+            raise MMCError(f"{path} lacks fields {sorted(missing)}; it is not an mmc loss_matrix.npz")
+        try:
+            return cls(**arrays)
+        except MMCError as e:
+            raise MMCError(f"{path}: {e}") from e
+        except (ValueError, TypeError) as e:  # arrays that do not convert, e.g. text where numbers belong
+            raise MMCError(f"{path}: {first_line(e)}; it is not an mmc loss_matrix.npz") from e

@@ -12,13 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import mlflow
-import pandas as pd
 from hydra.experimental.callback import Callback
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
-
-from mmc import tracking
 
 log = logging.getLogger(__name__)
 PARENT_FILE = "mlflow_parent_run_id"
@@ -32,7 +27,13 @@ def parent_run_id(sweep_dir: str | Path) -> str | None:
 
 
 class MlflowSweepCallback(Callback):
+    """Hydra instantiates it for every run, sweep or not: mlflow and pandas load only in its sweep hooks."""
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from mlflow.tracking import MlflowClient
+
+        from mmc import tracking
+
         tracking.connect(config.tracking.uri)
         experiment_id = tracking.ensure_experiment(config.tracking.experiment_name or config.name)
         overrides = " ".join(config.hydra.overrides.task)
@@ -46,6 +47,11 @@ class MlflowSweepCallback(Callback):
         self._started = time.time()
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        from mmc import tracking
+
         run_id = parent_run_id(config.hydra.sweep.dir)
         client = MlflowClient()
         parent = client.get_run(run_id)
@@ -55,6 +61,7 @@ class MlflowSweepCallback(Callback):
         failed = table.loc[table.status != "FINISHED", "run_name"].tolist()
         with mlflow.start_run(run_id=run_id):
             tracking.log_text_artifact(table.to_csv(index=False), "sweep_comparison.csv")
+            mlflow.log_table(table, "tables/sweep_comparison.json")  # the same rows, as the UI renders tables
             summary = pool_summary(table)
             if summary["pool"].nunique() == 2:  # a homogeneous-vs-heterogeneous sweep
                 tracking.log_text_artifact(summary.to_csv(index=False), "homo_vs_hetero.csv")
@@ -67,6 +74,7 @@ class MlflowSweepCallback(Callback):
             figure = overlay_frontiers(client, children)
             if figure is not None:
                 tracking.log_figure(figure, "sweep_frontiers.png")
+        log.info("MLflow UI (after `mlflow ui`): %s", tracking.ui_url(parent.info.experiment_id, run_id))
         if failed:
             print(f"error: {len(failed)} of {len(table)} sweep jobs failed ({', '.join(failed)}); "
                   f"see their FAILED runs under parent run {run_id}", file=sys.stderr)
@@ -85,6 +93,8 @@ def ensemble_curve(run) -> tuple[str, str, str]:
 def comparison_table(children) -> pd.DataFrame:
     """One row per child run: overrides, status, ensemble option, its frontier's fitted alpha and L_inf and its
     gap to the oracle (on the same evaluation texts), the compared metrics."""
+    import pandas as pd
+
     rows = []
     for run in sorted(children, key=lambda r: r.info.start_time):
         families = run.data.params.get("analysis.families", "")
@@ -114,6 +124,8 @@ def overlay_frontiers(client: MlflowClient, children):
     """Every finished child's frontier on one log-x plot, named by its overrides and ensemble option: the oracle's
     (all texts) or the realisable option's own (evaluation texts). None when no child has one."""
     import matplotlib
+    import mlflow
+    import pandas as pd
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -15,9 +15,12 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from mmc.errors import MMCError
+from mmc.errors import MMCError, first_line
 from mmc.paths import MLRUNS_DIR, REPO_ROOT
 
+# The experiment tag MLflow 3's UI reads for an experiment's kind, and its value for "Machine learning"
+# (the other is genai_development): the UI's own experiment-type selector writes this tag
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 PACKAGES = ("mmc", "torch", "transformers", "tokenizers", "mlflow", "hydra-core", "omegaconf", "numpy",
             "scipy", "lmfit")
 
@@ -46,22 +49,42 @@ def connect(uri: str | None) -> str:
         raise MMCError(f"tracking.uri={uri} is a file store, which MLflow 3 refuses; use sqlite:///<path>.db "
                        "or set MLFLOW_ALLOW_FILE_STORE=true")
     mlflow.set_tracking_uri(uri)
+    try:
+        MlflowClient()  # resolves the store: an unknown scheme or a plain path fails here
+    except mlflow.exceptions.MlflowException as e:
+        raise MMCError(f"tracking.uri={uri} is refused by MLflow ({first_line(e)}); use sqlite:///<path>.db or "
+                       "http(s)://<mlflow server>") from e
     return uri
 
 
 def ensure_experiment(name: str) -> str:
-    """Id of experiment `name`; a new one on a SQLite store keeps its artifacts in artifacts/ beside the db."""
+    """Id of experiment `name`; a new one on a SQLite store keeps its artifacts in artifacts/ beside the db.
+
+    Experiments are tagged as machine-learning ones (EXPERIMENT_KIND_TAG), which the UI's experiment-type
+    selector reads; an existing experiment without the tag gets it, one a user re-typed keeps theirs."""
     client = MlflowClient()
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if EXPERIMENT_KIND_TAG not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     uri, artifacts = mlflow.get_tracking_uri(), None
     if uri.startswith("sqlite:///"):  # artifacts beside the database, as absolute paths
         artifacts = (Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts" / name).as_uri()
     try:
-        return client.create_experiment(name, artifact_location=artifacts)
+        return client.create_experiment(name, artifact_location=artifacts,
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except mlflow.exceptions.MlflowException:  # created by a concurrent job in the meantime
         return client.get_experiment_by_name(name).experiment_id
+
+
+def ui_url(experiment_id: str, run_id: str | None = None) -> str:
+    """The experiment's runs table (or a run's page) in the MLflow UI: `mlflow ui`'s default address, or the
+    tracking server's. MLflow 3.17's UI opens an experiment in its GenAI view unless the URL asks for the
+    machine-learning one (workflowType=machine_learning; the experiment tag alone does not decide it)."""
+    uri = mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs{f'/{run_id}' if run_id else ''}?workflowType=machine_learning"
 
 
 def git_commit() -> str:
@@ -107,12 +130,16 @@ def _raise_terminated(signum, frame):
 
 
 @contextmanager
-def tracked_run(experiment_id: str, run_name: str, config: dict, tags: dict, parent_run_id: str | None = None):
-    """An MLflow run that logs config, params and provenance, and ends FAILED on any exception."""
+def tracked_run(experiment_id: str, run_name: str, config: dict, tags: dict, parent_run_id: str | None = None,
+                system_metrics: bool | None = None):
+    """An MLflow run that logs config, params and provenance, and ends FAILED on any exception.
+
+    system_metrics: MLflow's CPU, memory, disk, network and GPU sampling (`system/*` metrics, every 10 s
+    or $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL); None leaves it to $MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING."""
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, parent_run_id=parent_run_id,
-                              tags=tags) as run:
+                              tags=tags, log_system_metrics=system_metrics) as run:
             mlflow.log_params(flatten(config))
             mlflow.set_tags({"git_commit": git_commit(), **{f"version.{k}": v for k, v in package_versions().items()}})
             log_json(config, "config.json")

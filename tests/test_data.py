@@ -3,6 +3,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -148,6 +149,26 @@ def test_bad_files(tmp_path, name, content, message):
     cfg.min_chars = 10
     with pytest.raises(MMCError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_corpus(cfg)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("a.csv", b"", "a.csv is not a readable CSV file (No columns to parse"),
+    ("a.parquet", b"PAR1 not really", "a.parquet is not a readable parquet file"),
+    ("a.txt", "UTF-16 text".encode("utf-16"), "a.txt is not text (it holds NUL bytes"),
+    ("a.txt", bytes(range(128, 256)) * 4 + b" a few ascii words", "a.txt is not text ("),  # mostly not UTF-8
+    ("a.jsonl", b'{"text": "x"}\n\x00\x01\x02', "a.jsonl is not text (it holds NUL bytes"),
+])
+def test_unreadable_and_binary_files(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(MMCError, match=re.escape(message)):
+        load_corpus(files_cfg(tmp_path / name))
+
+
+def test_text_with_a_few_bytes_of_another_encoding_is_still_text(tmp_path):
+    sentence = "Les élèves étudient à l'école. "  # 5 of its 31 characters are not ASCII: 16 %
+    (tmp_path / "a.txt").write_bytes(sentence.encode("latin-1") * 3)
+    (text,) = load_corpus(files_cfg(tmp_path / "a.txt")).texts
+    assert text.count("\ufffd") == 3 * sum(ord(c) > 127 for c in sentence)
 
 
 def test_bad_paths_and_kinds(tmp_path):

@@ -40,7 +40,6 @@ def test_ci_covers_truth_in_most_seeds():
         for name, value in truth.items():
             lo, hi = getattr(fit, f"{name}_ci")
             hits[name] += lo <= value <= hi
-            assert lo <= getattr(fit, name) <= hi
     assert all(h >= 0.8 * n_seeds for h in hits.values()), hits
 
 
@@ -120,8 +119,8 @@ def test_to_dict_is_the_fits_json_contract():
     d = json.loads(json.dumps(fit.to_dict(), allow_nan=False))
     for name in ("A", "alpha", "L_inf"):
         assert d[name] == pytest.approx(getattr(fit, name))
-        assert d[f"{name}_stderr"] > 0
-        assert d[f"{name}_ci"][0] < d[name] < d[f"{name}_ci"][1]
+        assert d[f"{name}_stderr"] == pytest.approx(getattr(fit, f"{name}_stderr")) and d[f"{name}_stderr"] > 0
+        assert d[f"{name}_ci"] == pytest.approx(list(getattr(fit, f"{name}_ci")))
     assert d["n_points"] == len(P) and d["param_unit"] == "parameters (raw count)"
 
 

@@ -220,12 +220,29 @@ def test_identical_models_add_nothing():
         assert not any({"model2", "clone"} <= set(name.split("+")) for name in result.frontier_names())
 
 
+class RecordingCombiner(MinCombiner):
+    """The oracle, remembering every subset it is asked to evaluate."""
+
+    def subset_losses(self, members):
+        self.evaluated = np.asarray(members, dtype=bool).copy()
+        return super().subset_losses(members)
+
+
 def test_random_is_seeded_and_distinct():
     weighted, params, models = random_pool(12, 10, 10)
-    a = search("random", weighted, params, models, n_random=15, seed=3)
-    b = search("random", weighted, params, models, n_random=15, seed=3)
-    np.testing.assert_array_equal(a.explored_loss, b.explored_loss)
-    assert a.n_explored == 10 + sum(min(15, len(list(itertools.combinations(range(10), k)))) for k in range(2, 11))
+    draws = {}
+    for seed in (3, 3, 4):
+        combiner = RecordingCombiner(weighted)
+        result = run_search(combiner, params, models, STRATEGIES["random"].schema(n_random=15, seed=seed))
+        draws.setdefault(seed, []).append(combiner.evaluated)
+        subsets = [tuple(np.flatnonzero(row)) for row in combiner.evaluated]
+        assert len(set(subsets)) == len(subsets)  # distinct
+        sizes = [len(s) for s in subsets]
+        for k in range(1, 11):  # n_random of each size, or all of them where there are fewer
+            assert sizes.count(k) == min(15, len(list(itertools.combinations(range(10), k))))
+        np.testing.assert_allclose(result.explored_loss, naive_oracle_losses(weighted, combiner.evaluated), rtol=1e-12)
+    np.testing.assert_array_equal(draws[3][0], draws[3][1])  # seeded
+    assert {tuple(np.flatnonzero(r)) for r in draws[3][0]} != {tuple(np.flatnonzero(r)) for r in draws[4][0]}
 
 
 @pytest.mark.parametrize("change,message", [

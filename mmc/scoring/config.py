@@ -13,7 +13,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: bfloat16 on GPUs th
 
 @dataclass
 class ScoringConfig:
-    """Exact text-level NLL of every text, cached per (model, dtype, window, stride, prefix token, text)."""
+    """Exact text-level NLL of every text, cached per (model, dtype, attention, window, stride, prefix token, text)."""
 
     device: str = field(default="auto", metadata=choices(DEVICES))
     dtype: str = field(default="auto", metadata=choices(DTYPES))
@@ -27,7 +27,10 @@ class ScoringConfig:
     cache_dir: Optional[str] = None  # null: <mmc cache>/scores
     chunk_texts: int = 256  # texts per cache file: a killed run loses at most one chunk
     device_map: Optional[str] = None  # e.g. auto (accelerate) for models larger than one GPU
-    attn_implementation: str = "sdpa"
+    attn_implementation: str = "sdpa"  # where the architecture has none, transformers' default (recorded per model)
+    # keep every token's NLL and byte span too (token_losses.parquet); null: on for the zoo and tiny_random
+    # pools, off for the others (mmc.pool.token_losses)
+    token_losses: Optional[bool] = None
     compile: bool = False  # torch.compile the model (dynamic shapes)
 
     def check(self, path: str) -> None:

@@ -1,13 +1,16 @@
-"""The scoring engine: total NLL (nats, float64) and scored tokens of each text under one causal LM.
+"""The scoring engine: total NLL (nats, float64), scored tokens and every token's NLL of each text under one causal LM.
 
 Windows are sorted by length and cut into batches whose padded size fits a token budget, right-padded
 (causal attention never looks right, so padding needs no mask and never counts). Only the scored
-positions go through the output head, in row chunks, with logsumexp in float32: a [batch, length, vocab]
-float32 tensor is never built, whatever the vocabulary.
+positions go through the output head, in row chunks, and the head runs in float32 whatever the model's
+dtype (a bf16 head rounds every logit): a [batch, length, vocab] float32 tensor is never built, whatever
+the vocabulary. Index tensors go where their data is: with device_map=auto the input embedding and the
+last layer sit on different devices.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -59,14 +62,16 @@ def padding_fraction(lengths: np.ndarray, budget: int) -> float:
 
 class _Scorer:
     """Forward pass + per-target NLL for one model. Uses the base model and the output head separately
-    (only scored rows reach the head) when that reproduces the model's own logits, else the full model."""
+    (only scored rows reach the head, in float32) when that reproduces the model's own logits, else the
+    full model (its logits in its own dtype)."""
 
     def __init__(self, model, compile: bool = False):
         self.model = model
-        self.device = model.get_input_embeddings().weight.device
+        self.device = model.get_input_embeddings().weight.device  # where the input ids go
         self.vocab = model.get_input_embeddings().num_embeddings
         self.head = model.get_output_embeddings()
         self.split = self.head is not None and self._split_matches()
+        self.head_float32 = self._float32_head() if self.split else None
         body = model.base_model if self.split else model
         self.body = torch.compile(body, dynamic=True) if compile else body
 
@@ -77,21 +82,38 @@ class _Scorer:
         split = self.head(self.model.base_model(input_ids=ids, use_cache=False).last_hidden_state).float()
         return torch.allclose(full, split, rtol=1e-3, atol=1e-3 * full.abs().max().item())
 
-    def token_nll(self, ids: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, targets: torch.Tensor):
-        """NLL (float32) of targets[i] predicted at position (rows[i], cols[i]) of the batch `ids`."""
-        out = self.body(input_ids=ids, use_cache=False)
-        selected = (out.last_hidden_state if self.split else out.logits)[rows, cols]
-        del out
-        nll = torch.empty(len(targets), dtype=torch.float32, device=self.device)
+    def _float32_head(self):
+        """(weight, bias) of a linear head in float32 (the same tensors for a float32 model), or None for a head
+        that is no plain linear layer or whose weight is offloaded (on the meta device until its hook loads it)."""
+        if not isinstance(self.head, torch.nn.Linear) or self.head.weight.device.type == "meta":
+            return None
+        bias = self.head.bias
+        return self.head.weight.float(), None if bias is None else bias.float()
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 logits of scored rows: hidden states through the float32 head, or the full model's logits."""
+        if self.head_float32 is None:
+            return (self.head(hidden) if self.split else hidden).float()
+        weight, bias = self.head_float32
+        return torch.nn.functional.linear(hidden.to(weight.device, torch.float32), weight, bias)
+
+    def token_nll(self, ids: np.ndarray, rows: np.ndarray, cols: np.ndarray, targets: np.ndarray) -> torch.Tensor:
+        """NLL (float32, on the head's device) of targets[i] predicted at position (rows[i], cols[i]) of the batch `ids`."""
+        out = self.body(input_ids=torch.from_numpy(ids).to(self.device), use_cache=False)
+        hidden = out.last_hidden_state if self.split else out.logits
+        selected = hidden[torch.from_numpy(rows).to(hidden.device), torch.from_numpy(cols).to(hidden.device)]
+        del out, hidden
+        targets = torch.from_numpy(targets)
         chunk = max(1, HEAD_CHUNK_ELEMENTS // self.vocab)
+        parts = []
         for s in range(0, len(targets), chunk):
-            logits = selected[s:s + chunk]
-            logits = (self.head(logits) if self.split else logits).float()
-            nll[s:s + chunk] = torch.logsumexp(logits, dim=-1) - logits.gather(1, targets[s:s + chunk, None])[:, 0]
-        return nll
+            logits = self.logits(selected[s:s + chunk])
+            target = targets[s:s + chunk, None].to(logits.device)
+            parts.append(torch.logsumexp(logits, dim=-1) - logits.gather(1, target)[:, 0])
+        return torch.cat(parts)
 
 
-def _batch_tensors(seqs: list[np.ndarray], windows: Windows, idx: np.ndarray, device):
+def _batch_arrays(seqs: list[np.ndarray], windows: Windows, idx: np.ndarray):
     """Right-padded input ids and the (row, column, target) of every scored position of the windows `idx`."""
     lengths, n_scored = windows.length[idx], windows.n_scored[idx]
     ids = np.zeros((len(idx), lengths.max()), dtype=np.int64)  # pad id 0: never attended to, never scored
@@ -103,32 +125,43 @@ def _batch_tensors(seqs: list[np.ndarray], windows: Windows, idx: np.ndarray, de
     rows = np.repeat(np.arange(len(idx)), n_scored)
     offset_in_window = np.arange(n_scored.sum()) - np.repeat(np.cumsum(n_scored) - n_scored, n_scored)
     cols = np.repeat(lengths - n_scored, n_scored) + offset_in_window  # the last n_scored positions
-    as_tensor = lambda a: torch.from_numpy(a).to(device)
-    return as_tensor(ids), as_tensor(rows), as_tensor(cols), as_tensor(targets[rows, cols])
+    return ids, rows, cols, targets[rows, cols]
+
+
+@dataclass
+class TextScores:
+    """Scores of N token sequences: totals and every scored token's NLL, texts one after the other."""
+
+    nll: np.ndarray  # float64 (N,), total nats per text
+    n_tokens: np.ndarray  # int64 (N,), scored tokens per text (the prefix excluded)
+    token_nll: np.ndarray  # float32 (n_tokens.sum(),): text n's tokens in order, after those of texts < n
 
 
 @torch.inference_mode()
 def score_sequences(model, seqs: list[np.ndarray], window: int, stride: int, batch_tokens: int | None,
-                    bar=None, compile: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Total NLL (float64) and scored tokens (int64) of each prefixed token sequence."""
+                    bar=None, compile: bool = False) -> TextScores:
+    """Totals and token NLLs of each prefixed token sequence (the prefix is context, never a target)."""
     scorer = _Scorer(model, compile)
     too_large = [i for i, s in enumerate(seqs) if s.max() >= scorer.vocab]
     if too_large:
         raise MMCError(f"text #{too_large[0]} has token ids beyond the model's {scorer.vocab} embeddings; "
                        "the tokenizer does not belong to this model")
-    windows = plan_windows(np.array([len(s) - 1 for s in seqs]), window, stride)
+    n_tokens = np.array([len(s) - 1 for s in seqs], dtype=np.int64)
+    first_token = np.concatenate([[0], np.cumsum(n_tokens)[:-1]])  # of each text in token_nll
+    windows = plan_windows(n_tokens, window, stride)
     order = np.argsort(-windows.length, kind="stable")  # longest first: an OOM shows up at once
     lengths = windows.length[order]
     nll = np.zeros(len(seqs), dtype=np.float64)
+    token_nll = np.zeros(n_tokens.sum(), dtype=np.float32)
     windows_left = np.bincount(windows.text, minlength=len(seqs))
     default = CPU_BATCH_TOKENS if scorer.device.type == "cpu" else GPU_BATCH_TOKENS
     budget, start, t0 = batch_tokens or default, 0, time.perf_counter()
     while start < len(order):
         stop = batch_stop(lengths, start, budget)
         idx = order[start:stop]
+        ids, rows, cols, targets = _batch_arrays(seqs, windows, idx)
         try:
-            ids, rows, cols, targets = _batch_tensors(seqs, windows, idx, scorer.device)
-            token_nll = scorer.token_nll(ids, rows, cols, targets)
+            batch_nll = scorer.token_nll(ids, rows, cols, targets)
         except torch.cuda.OutOfMemoryError:
             if stop - start == 1:
                 raise MMCError(f"one window of {lengths[start]} tokens does not fit in GPU memory; lower "
@@ -136,21 +169,23 @@ def score_sequences(model, seqs: list[np.ndarray], window: int, stride: int, bat
             torch.cuda.empty_cache()
             budget = (stop - start) // 2 * int(lengths[start])  # half the rows, then go on
             continue
-        per_window = torch.zeros(len(idx), dtype=torch.float64, device=token_nll.device)
-        per_window.index_add_(0, rows, token_nll.double())
+        per_window = torch.zeros(len(idx), dtype=torch.float64, device=batch_nll.device)
+        per_window.index_add_(0, torch.from_numpy(rows).to(batch_nll.device), batch_nll.double())
         np.add.at(nll, windows.text[idx], per_window.cpu().numpy())
+        # the target at (row, col) is s[begin + col + 1], the text's token begin + col
+        text = windows.text[idx][rows]
+        token_nll[first_token[text] + windows.begin[idx][rows] + cols] = batch_nll.cpu().numpy()
         np.subtract.at(windows_left, windows.text[idx], 1)
         if bar is not None:
             bar.update(int(windows.n_scored[idx].sum()))
             rate = (windows_left == 0).sum() / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(texts_per_s=f"{rate:.1f}", refresh=False)
         start = stop
-    n_tokens = np.bincount(windows.text, weights=windows.n_scored, minlength=len(seqs)).astype(np.int64)
-    return nll, n_tokens
+    return TextScores(nll, n_tokens, token_nll)
 
 
-def score_texts(model, tokenizer, texts: list[str], cfg: ScoringConfig, progress: bool = True):
-    """(nll float64 (N,), n_tokens int64 (N,)) of each text, with the model where and as it is loaded."""
+def score_texts(model, tokenizer, texts: list[str], cfg: ScoringConfig, progress: bool = True) -> TextScores:
+    """Scores of each text, with the model where and as it is loaded."""
     seqs = tokenise(tokenizer, texts, cfg.prefix_token)
     window, stride = resolve_window(cfg.window, cfg.stride, context_length(model.config, tokenizer))
     with tqdm(total=sum(len(s) - 1 for s in seqs), unit="tok", unit_scale=True, desc="scoring",

@@ -1,7 +1,10 @@
-"""The scoring stage: every model of a pool on every text of a corpus, through the cache, as a LossMatrix."""
+"""The scoring stage: every model of a pool on every text of a corpus, through the cache: the LossMatrix, each
+model's record (commit, dtype, attention, library versions) and, when asked, the token losses."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -10,16 +13,26 @@ from tqdm.auto import tqdm
 from mmc.data import Corpus
 from mmc.errors import MMCError
 from mmc.losses import LossMatrix
-from mmc.models import ModelSpec, check_specs, count_params, load_model
+from mmc.models import ModelSpec, check_specs, count_params, load_model, pinned
 from mmc.paths import cache_root
 from mmc.pool import PARAM_COUNTS
 from mmc.registry import check_node
 from mmc.scoring import cache as score_cache
 from mmc.scoring.config import DTYPES, ScoringConfig
 from mmc.scoring.engine import resolve_device, resolve_dtype, score_sequences
-from mmc.scoring.windows import context_length, resolve_window, tokenise
+from mmc.scoring.windows import context_length, resolve_window, tokenise, tokenise_with_spans
+from mmc.token_losses import TokenLosses
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Scores:
+    """What scoring gives a run."""
+
+    matrix: LossMatrix
+    records: list[dict]  # per model, the matrix's order: the meta.json of the cache entry its row comes from
+    token_losses: TokenLosses | None  # when scoring.token_losses
 
 
 def _root(cfg: ScoringConfig):
@@ -34,83 +47,135 @@ def _check(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param_cou
     check_specs(specs)
 
 
-def _row(spec: ModelSpec, meta: dict, scores: score_cache.CachedScores, hashes, param_count: str):
-    nll, n_tokens, _ = scores.lookup(hashes)
-    params = int(meta["params"][param_count])
-    if spec.params and abs(spec.params - meta["params"]["total"]) > 0.1 * spec.params:
-        log.warning("model %s: pool config says %d parameters, the loaded model has %d (total); using the latter",
-                    spec.name, spec.params, meta["params"]["total"])
-    return nll, n_tokens, params
+def _model_dir(identity: dict, root, cfg: ScoringConfig):
+    return score_cache.model_dir(root, identity, cfg.window, cfg.stride, cfg.prefix_token)
 
 
-def _score_missing(spec, entry, texts, hashes, missing, cfg, device, dtype) -> dict:
-    """Load the model, record its parameter counts, score the missing texts chunk by chunk."""
+def _score_missing(spec, identity, entry, texts, hashes, todo, cfg, device, dtype, attention) -> dict:
+    """Load the model, record it, score the texts `todo` chunk by chunk (with their token losses when asked)."""
     model, tokenizer = load_model(spec, device=str(device), dtype=getattr(torch, dtype), device_map=cfg.device_map,
-                                  attn_implementation=cfg.attn_implementation)
+                                  attn_implementation=attention)
+    if model.config._attn_implementation != attention:
+        raise MMCError(f"model {spec.name!r} loaded with attention {model.config._attn_implementation}, not the "
+                       f"{attention} its cache entry is keyed on; set scoring.attn_implementation explicitly")
+    window, stride = resolve_window(cfg.window, cfg.stride, context_length(model.config, tokenizer))
+    versions = score_cache.library_versions()
     meta = {"name": spec.name, "source": spec.source, "revision": spec.revision, "dtype": dtype,
+            "attn_implementation": attention, "window": window, "stride": stride, "versions": versions,
+            "identity": identity,
             "params": {"total": count_params(model), "non_embedding": count_params(model, non_embedding=True)}}
     score_cache.write_meta(entry, meta)
-    window, stride = resolve_window(cfg.window, cfg.stride, context_length(model.config, tokenizer))
-    todo = np.flatnonzero(missing)
-    seqs = tokenise(tokenizer, [texts[i] for i in todo], cfg.prefix_token)
+    todo = np.flatnonzero(todo)
+    chosen = [texts[i] for i in todo]
+    if cfg.token_losses:
+        seqs, ends = tokenise_with_spans(tokenizer, chosen, cfg.prefix_token)
+    else:
+        seqs, ends = tokenise(tokenizer, chosen, cfg.prefix_token), None
     order = np.argsort([len(s) for s in seqs], kind="stable")  # similar lengths per chunk: little padding
     with tqdm(total=sum(len(s) - 1 for s in seqs), unit="tok", unit_scale=True, desc=spec.name) as bar:
         for start in range(0, len(order), cfg.chunk_texts):
             chunk = order[start:start + cfg.chunk_texts]
-            nll, n_tokens = score_sequences(model, [seqs[i] for i in chunk], window, stride, cfg.batch_tokens,
-                                            bar, cfg.compile)
-            score_cache.write_chunk(entry, hashes[todo[chunk]], nll, n_tokens)
+            scored = score_sequences(model, [seqs[i] for i in chunk], window, stride, cfg.batch_tokens, bar,
+                                     cfg.compile)
+            spans = {} if ends is None else {"token_nll": scored.token_nll,
+                                             "token_byte_end": np.concatenate([ends[i] for i in chunk])}
+            score_cache.write_chunk(entry, hashes[todo[chunk]], scored.nll, scored.n_tokens, versions, **spans)
     del model
     return meta
 
 
-def score_pool(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param_count: str = "total") -> LossMatrix:
-    """Score what the cache lacks (everything with cfg.force), model by model; fully cached models are not loaded."""
+def score_pool(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param_count: str = "total") -> Scores:
+    """Score what the cache lacks (everything with cfg.force; a text cached without token losses again when they
+    are asked for), model by model; fully cached models are not loaded. Hub models are scored at the commit
+    their revision points to now."""
     _check(specs, corpus, cfg, param_count)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     root, hashes = _root(cfg), score_cache.text_hashes(corpus.texts)
     rows = []
     for spec in specs:
-        entry = score_cache.entry_dir(root, spec, dtype, cfg.window, cfg.stride, cfg.prefix_token)
+        spec = pinned(spec)
+        identity = score_cache.model_identity(spec, root)
+        attention = score_cache.attention(spec, root, cfg.attn_implementation, dtype)
+        entry = score_cache.entry_dir(_model_dir(identity, root, cfg), dtype, attention)
         if cfg.force:
             score_cache.clear_scores(entry)
-        meta = score_cache.read_meta(entry)
-        _, _, found = score_cache.read_scores(entry).lookup(hashes)
-        if meta is None or not found.all():
-            log.info("model %s: scoring %d of %d texts", spec.name, (~found).sum(), len(found))
-            meta = _score_missing(spec, entry, corpus.texts, hashes, ~found, cfg, device, dtype)
-        rows.append(_row(spec, meta, score_cache.read_scores(entry), hashes, param_count))
-    return _matrix(specs, corpus, rows)
+        meta, scores = score_cache.read_meta(entry), score_cache.read_scores(entry)
+        index = scores.find(hashes)
+        todo = ~scores.with_tokens(index) if cfg.token_losses else index < 0
+        if meta is None or todo.any():
+            log.info("model %s: scoring %d of %d texts", spec.name, todo.sum(), len(todo))
+            meta = _score_missing(spec, identity, entry, corpus.texts, hashes, todo, cfg, device, dtype, attention)
+            scores = score_cache.read_scores(entry)
+            index = scores.find(hashes)
+        rows.append((spec, meta, scores, index))
+    return _scores(corpus, rows, param_count, cfg.token_losses)
 
 
-def cached_loss_matrix(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig,
-                       param_count: str = "total") -> LossMatrix:
-    """The LossMatrix from the cache alone (stage=analyze). With dtype auto, any dtype the cache holds in full
-    does (this machine's auto dtype first), so scores made on a GPU can be analysed on a laptop."""
+def cached_loss_matrix(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param_count: str = "total") -> Scores:
+    """Scores from the cache alone (stage=analyze). With dtype auto, any dtype the cache holds in full for every
+    model does (this machine's auto dtype first), so scores made on a GPU can be analysed on a laptop; rows of
+    different dtypes are never mixed in one matrix. Any attention implementation does (the requested one first)."""
     _check(specs, corpus, cfg, param_count)
     preferred = resolve_dtype(cfg.dtype, resolve_device(cfg.device))
     dtypes = [preferred] + ([d for d in DTYPES if d not in ("auto", preferred)] if cfg.dtype == "auto" else [])
     root, hashes = _root(cfg), score_cache.text_hashes(corpus.texts)
-    rows = []
+    complete = []  # per model: {dtype: (spec, meta, scores, index)} of the entries holding every text
     for spec in specs:
-        for dtype in dtypes:
-            entry = score_cache.entry_dir(root, spec, dtype, cfg.window, cfg.stride, cfg.prefix_token)
-            meta, scores = score_cache.read_meta(entry), score_cache.read_scores(entry)
-            if meta is not None and scores.lookup(hashes)[2].all():
-                break
-        else:
-            found = scores.lookup(hashes)[2].sum() if meta is not None else 0
-            raise MMCError(f"model {spec.name!r} has {found} of {len(hashes)} texts in the score cache {root}; "
-                           f"score it first: python launch.py stage=score pool.only={spec.name}")
-        rows.append(_row(spec, meta, scores, hashes, param_count))
-    return _matrix(specs, corpus, rows)
+        spec = pinned(spec)
+        found, held = {}, 0
+        metas = [(entry, score_cache.read_meta(entry))
+                 for entry in score_cache.entries(_model_dir(score_cache.model_identity(spec, root), root, cfg))]
+        metas.sort(key=lambda em: em[1]["attn_implementation"] != cfg.attn_implementation)  # the requested first
+        for entry, meta in metas:
+            scores = score_cache.read_scores(entry)
+            index = scores.find(hashes)
+            held_here = scores.with_tokens(index) if cfg.token_losses else index >= 0
+            held = max(held, int(held_here.sum()))
+            if meta["dtype"] in dtypes and held_here.all():
+                found.setdefault(meta["dtype"], (spec, meta, scores, index))
+        if not found:
+            what = "texts with token losses" if cfg.token_losses else "texts"
+            raise MMCError(f"model {spec.name!r} has {held} of {len(hashes)} {what} in the score cache {root}; "
+                           f"score it first: python launch.py stage=score pool.only={spec.name}"
+                           + (" scoring.token_losses=true" if cfg.token_losses else ""))
+        complete.append(found)
+    common = [d for d in dtypes if all(d in found for found in complete)]
+    if not common:
+        raise MMCError(_mixed_dtypes(specs, complete, dtypes))
+    return _scores(corpus, [found[common[0]] for found in complete], param_count, cfg.token_losses)
 
 
-def _matrix(specs: list[ModelSpec], corpus: Corpus, rows: list) -> LossMatrix:
-    nll, n_tokens, params = zip(*rows)
-    return LossMatrix(
-        models=[s.name for s in specs], families=[s.family for s in specs], params=list(params),
-        text_ids=corpus.ids, nll=np.stack(nll), n_tokens=np.stack(n_tokens), n_bytes=corpus.n_bytes,
-        n_chars=corpus.n_chars, domains=corpus.domains,
+def _mixed_dtypes(specs: list[ModelSpec], complete: list[dict], dtypes: list[str]) -> str:
+    """One line: which models the cache holds in which dtype, and how to rescore the others in one."""
+    held = {d: [s.name for s, found in zip(specs, complete) if d in found] for d in dtypes}
+    target = max(dtypes, key=lambda d: len(held[d]))  # the dtype most models have (this machine's first on ties)
+    others = [s.name for s, found in zip(specs, complete) if target not in found]
+    listing = "; ".join(f"{d}: {', '.join(names)}" for d, names in held.items() if names)
+    return (f"the score cache holds these models in different dtypes ({listing}) and one loss matrix must not mix "
+            f"them; rescore the others: python launch.py stage=score scoring.dtype={target} "
+            f"\"pool.only='{','.join(others)}'\"")
+
+
+def _scores(corpus: Corpus, rows: list, param_count: str, token_losses: bool) -> Scores:
+    specs = [spec for spec, *_ in rows]
+    matrix = LossMatrix(
+        models=[s.name for s in specs], families=[s.family for s in specs],
+        params=[_params(spec, meta, param_count) for spec, meta, *_ in rows], text_ids=corpus.ids,
+        nll=np.stack([scores.nll[index] for *_, scores, index in rows]),
+        n_tokens=np.stack([scores.n_tokens[index] for *_, scores, index in rows]),
+        n_bytes=corpus.n_bytes, n_chars=corpus.n_chars, domains=corpus.domains,
     )
+    tokens = None
+    if token_losses:
+        tokens = TokenLosses(matrix.models, matrix.text_ids, [
+            partial(score_cache.read_tokens, scores.paths, scores.chunk[index], scores.row[index])
+            for *_, scores, index in rows])
+    return Scores(matrix, [meta for _, meta, *_ in rows], tokens)
+
+
+def _params(spec: ModelSpec, meta: dict, param_count: str) -> int:
+    if spec.params and abs(spec.params - meta["params"]["total"]) > 0.1 * spec.params:
+        log.warning("model %s: pool config says %d parameters, the loaded model has %d (total); using the latter",
+                    spec.name, spec.params, meta["params"]["total"])
+    return int(meta["params"][param_count])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmc.errors import MMCError
+from mmc.segments import byte_ends
 
 
 def prefix_token_id(tokenizer, prefix_token: str | None = None) -> int:
@@ -31,39 +32,57 @@ def prefix_token_id(tokenizer, prefix_token: str | None = None) -> int:
 def tokenise(tokenizer, texts: list[str], prefix_token: str | None = None) -> list[np.ndarray]:
     """[prefix] + the text's tokens, for each text. The tokenizer's own special tokens are never added
     (so BOS is never doubled), and special-token strings inside a text are scored as plain text."""
+    return _encode(tokenizer, texts, prefix_token, offsets=False)[0]
+
+
+def tokenise_with_spans(tokenizer, texts: list[str], prefix_token: str | None = None):
+    """(tokenise's sequences, the UTF-8 byte end of each text token (int64, mmc.segments.byte_ends)), both from
+    one tokenisation; the prefix covers no bytes. Needs a fast tokenizer (a slow one gives no offsets)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise MMCError(f"the tokenizer {type(tokenizer).__name__} is not a fast (Rust) tokenizer and gives no offsets, "
+                       "so no token byte spans; set scoring.token_losses=false")
+    seqs, offsets = _encode(tokenizer, texts, prefix_token, offsets=True)
+    return seqs, [byte_ends(text, np.asarray(o, dtype=np.int64).reshape(-1, 2)) for text, o in zip(texts, offsets)]
+
+
+def _encode(tokenizer, texts: list[str], prefix_token: str | None, offsets: bool):
     prefix = prefix_token_id(tokenizer, prefix_token)
     empty = [i for i, t in enumerate(texts) if not t]
     if empty:
         raise MMCError(f"{len(empty)} empty texts (first: #{empty[0]}); drop empty texts from the corpus")
-    encoded = tokenizer(texts, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]
+    encoded = tokenizer(texts, add_special_tokens=False, split_special_tokens=True, verbose=False,
+                        return_offsets_mapping=offsets)
     unk = tokenizer.unk_token_id
     unk_is_special = unk in (tokenizer.bos_token_id, tokenizer.eos_token_id)  # GPT-2: one id for all three
     seqs = []
-    for i, ids in enumerate(encoded):
+    for i, ids in enumerate(encoded["input_ids"]):
         if not ids:
             raise MMCError(f"text #{i} ({texts[i][:30]!r}) has no tokens; drop it from the corpus")
         if unk is not None and not unk_is_special and unk in ids:
             raise MMCError(f"text #{i} contains text the tokenizer maps to its unknown token {tokenizer.unk_token!r} "
                            f"(e.g. a word too long for it); its loss would not be the text's, drop the text or the model")
         seqs.append(np.asarray([prefix, *ids], dtype=np.int64))
-    return seqs
+    return seqs, encoded["offset_mapping"] if offsets else None
 
 
-def context_length(model_config, tokenizer) -> int:
-    """The model's context length: its position limit, else the tokenizer's declared maximum."""
+def context_length(model_config, tokenizer) -> int | None:
+    """The model's context length: its position limit, else the tokenizer's declared maximum; None when neither
+    tells (e.g. ALiBi models such as BLOOM)."""
     for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length"):
         value = getattr(model_config, name, None)
         if isinstance(value, int) and value > 0:
             return value
     if 0 < getattr(tokenizer, "model_max_length", 0) < 10**7:
         return int(tokenizer.model_max_length)
-    raise MMCError("cannot tell the model's context length; set scoring.window")
+    return None
 
 
-def resolve_window(window: int | None, stride: int | None, context: int) -> tuple[int, int]:
+def resolve_window(window: int | None, stride: int | None, context: int | None) -> tuple[int, int]:
+    if window is None and context is None:
+        raise MMCError("cannot tell the model's context length; set scoring.window")
     window = context if window is None else window
     stride = max(1, window // 2) if stride is None else stride
-    if not 1 <= window <= context:
+    if not 1 <= window <= (context or window):
         raise MMCError(f"scoring.window={window} is outside 1..{context} (the model's context length); lower it")
     if not 1 <= stride <= window:
         raise MMCError(f"scoring.stride={stride} is outside 1..window ({window}); use stride <= window")

@@ -23,6 +23,7 @@ from mmc.errors import MMCError
 from mmc.models import ModelSpec
 from mmc.registry import check_node
 from mmc.tokenizer import train_tokenizer
+from mmc.workers import exit_with_parent
 from mmc.zoo.config import ZooConfig
 from mmc.zoo.train import INFO_FILE, train_model
 
@@ -113,8 +114,9 @@ def train_all(todo, cfg: ZooConfig, streams: dict, root: Path) -> None:
         for job in jobs:
             train_model(*job)
             bar.update()
-    else:  # spawn: a fresh interpreter per worker, no forked torch thread pools
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    else:  # spawn: a fresh interpreter per worker, no forked torch thread pools; workers die with this process
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(train_model, *job, show_progress=False) for job in jobs]
             for future in as_completed(futures):
                 future.result()
