@@ -27,7 +27,7 @@ from mmc.paths import REPO_ROOT
 
 RUN = ["pool=synthetic", "pool.n_models=71", "pool.n_texts=10000"]
 STAGES = {  # function -> label, for the breakdown of our run
-    "launch.py:run": "the job (after start-up)",
+    "job.py:run": "the job (after start-up)",
     "analysis.py:analyze": "analysis",
     "analysis.py:oracle_search": "searches (incl. exact checks)",
     "analysis.py:uncertainty": "bootstrap, held-out, extrapolation",

@@ -147,6 +147,13 @@ def is_task_corpus(cfg) -> bool:
     return isinstance(cfg, ChoicesDataset)
 
 
+def refuse_token_losses(asked: bool | None) -> None:
+    """scoring.token_losses=true on a task corpus: one-line MMCError (null means off for items)."""
+    if asked:
+        raise MMCError("scoring.token_losses=true keeps the token losses of texts, and a task corpus has none; "
+                       "drop the override")
+
+
 def load_items(cfg: ChoicesDataset) -> Items:
     """The task corpus of `cfg`: its items, at most max_items per task."""
     from mmc.data import DATASETS  # the registry lists this module's kinds beside the text kinds

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -20,7 +19,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from mmc.config import register_configs
+from mmc.config import register_configs, validate
 from mmc.paths import CONF_DIR, REPO_ROOT
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -132,24 +131,24 @@ def test_system_metrics_on_request(tmp_path):
     assert texts.dataset.name == "synthetic-8x200-seed0" and texts.dataset.source_type == "code"
 
 
-def launch_module():
-    """launch.py imported as a module (its functions, without running Hydra)."""
-    spec = importlib.util.spec_from_file_location("launch_module", REPO_ROOT / "launch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def composed_config(*overrides: str):
+    """The typed config launch.py would run with these overrides."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return validate(compose("config", overrides=list(overrides)))
 
 
 def test_a_forked_matrix_analysis_equals_one_in_place():
     """What a loss-matrix job gets back from its forked analysis (pickled: fits, tables, figures) is what the
     same analysis computes in this process."""
+    from mmc.analysis import analyze
     from mmc.background import Pending
+    from mmc.job import load_inputs
 
-    module = launch_module()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        config = module.validate(compose("config", overrides=["pool=synthetic", "pool.n_models=8",
-                                                              "pool.n_texts=200", "fit.bootstrap=20"]))
-    forked, in_place = Pending(module.analyze_matrix, config).result(), module.analyze_matrix(config)
+    config = composed_config("pool=synthetic", "pool.n_models=8", "pool.n_texts=200", "fit.bootstrap=20")
+    inputs = load_inputs(config)
+    args = (inputs.lm, config.loss, config.search, config.fit, config.ensemble, inputs.texts)
+    forked, in_place = Pending(analyze, *args).result(), analyze(*args)
     drop_wall = lambda metrics: {k: v for k, v in metrics.items() if k != "search.wall_s"}  # noqa: E731
     assert drop_wall(forked.metrics) == drop_wall(in_place.metrics)
     for table in ("fit_table", "single_table"):  # DataFrame.equals: NaN (no interval) equals NaN
@@ -164,23 +163,21 @@ def test_a_forked_matrix_analysis_equals_one_in_place():
 
 def test_system_metrics_default_follows_the_scoring_device(monkeypatch):
     """null: on exactly when this job scores and its device resolves to cuda; true/false force it."""
-    module = launch_module()
     import torch
 
     import mmc.scoring.engine
+    from mmc import job
 
-    def config(*overrides):
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return module.validate(compose("config", overrides=list(overrides)))
+    config = composed_config
 
     for device, expected in (("cuda", True), ("cpu", None)):
         monkeypatch.setattr(mmc.scoring.engine, "resolve_device", lambda name, d=device: torch.device(d))
-        assert module.system_metrics(config()) is expected
-        assert module.system_metrics(config("stage=score")) is expected
-        assert module.system_metrics(config("stage=analyze")) is None  # cached scores: no device used
-        assert module.system_metrics(config("pool=synthetic")) is None
-        assert module.system_metrics(config("tracking.system_metrics=false")) is False
-        assert module.system_metrics(config("pool=synthetic", "tracking.system_metrics=true")) is True
+        assert job.system_metrics(config()) is expected
+        assert job.system_metrics(config("stage=score")) is expected
+        assert job.system_metrics(config("stage=analyze")) is None  # cached scores: no device used
+        assert job.system_metrics(config("pool=synthetic")) is None
+        assert job.system_metrics(config("tracking.system_metrics=false")) is False
+        assert job.system_metrics(config("pool=synthetic", "tracking.system_metrics=true")) is True
 
 
 def test_rerun_reproduces_the_numbers_and_takes_overrides(tmp_path):

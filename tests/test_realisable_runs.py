@@ -65,8 +65,16 @@ def test_a_mixture_run_logs_its_frontier_and_gap_beside_the_heldout_oracle(tmp_p
     assert table.subset.iloc[0] == "pool" and (table.subset.iloc[1:] == "frontier").all()
     assert table.loss_mixture.iloc[0] == pytest.approx(mixture, rel=1e-12)
     assert len(table) == 1 + len(pd.read_csv(out / "frontier.csv"))
-    for name in ("realisable.png", "frontier_mixture.png"):
+    for name in ("realisable.png", "frontier_mixture.png", "granularity.png"):
         assert (out / name).is_file()
+
+    # the zoo keeps token losses, so the run also measures collaboration finer than a text
+    grain = pd.read_csv(out / "granularity.csv")
+    pool = grain[grain.subset == "pool"].set_index("granularity")
+    assert list(pool.index) == ["text", "paragraph", "line", "word"]
+    assert pool.loss_segment_oracle["text"] == pytest.approx(oracle, rel=1e-12)  # a text-level cut is the oracle
+    assert (np.diff(pool.loss_segment_oracle) <= 1e-12).all()  # nested cuts: the segment oracle only falls
+    assert (pool.loss_switching_mixture >= pool.loss_segment_oracle - 1e-12).all()
 
 
 def test_a_sweep_over_ensemble_options_overlays_and_tabulates_them(tmp_path):
@@ -105,6 +113,9 @@ def one_line_error(proc, expected: str) -> None:
     (["ensemble=mixture", "search=exact"], "search=exact bounds assume the oracle"),
     (["ensemble=domain_router", "search=milp"], "search=milp bounds assume the oracle"),
     (["ensemble=oracle", "ensemble.k=3"], "ensemble.k"),  # k belongs to knn_router only
+    (["ensemble=segment_oracle", "ensemble.granularity=sentence"], "ensemble.granularity='sentence'"),
+    (["ensemble=switching_mixture", "ensemble.rates=[0.1,1.5]"], "ensemble.rates=[0.1, 1.5]"),
+    (["ensemble=prefix_router", "ensemble.prefix_bytes=-1"], "ensemble.prefix_bytes=-1"),
 ])
 def test_bad_ensemble_config_fails_in_one_line(tmp_path, overrides, expected):
     one_line_error(launch(tmp_path, *overrides, check=False), expected)
@@ -131,7 +142,7 @@ def test_bad_ensemble_data_fails_before_any_scoring(tmp_path):
     assert not (cache / "zoo").exists()  # every check ran before the zoo was built
 
 
-def test_knn_router_on_a_matrix_without_texts_fails_in_one_line(tmp_path):
+def test_text_and_token_options_on_a_matrix_without_them_fail_in_one_line(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "loss_matrix.npz"
     LossMatrix(models=["a", "b"], families=["f", "g"], params=[10, 20], text_ids=["x", "y", "z"],
@@ -139,3 +150,6 @@ def test_knn_router_on_a_matrix_without_texts_fails_in_one_line(tmp_path):
                n_chars=[5, 6, 7]).save(path)
     one_line_error(launch(tmp_path, "pool=matrix", f"pool.path={path}", "ensemble=knn_router", check=False),
                    "comes without them")
+    one_line_error(launch(tmp_path, "pool=matrix", f"pool.path={path}", "ensemble=segment_oracle", check=False),
+                   "needs per-token losses, and this loss matrix has none; score a pool")
+    assert not (tmp_path / "mlflow.db").exists()  # data checks come before the MLflow store is touched

@@ -1,10 +1,12 @@
-"""Token byte spans, common boundaries, granularities and segment losses against plain-Python references."""
+"""Token byte spans against the documented rule written out; hand-worked segment cases (the corpus-wide functions
+against per-text loops: test_segment_ensembles.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mmc.segments import GRANULARITIES, boundaries, byte_ends, common_boundaries, cuts, prefix_cut, segment_nll
+from mmc.segments import Cuts, byte_ends, common_boundaries, prefix_cuts, segment_nll, unit_cuts
+from mmc.token_losses import TokenLosses
 from mmc.synthetic import synthetic_texts
 from mmc.tokenizer import KINDS, train_tokenizer
 
@@ -44,63 +46,32 @@ def test_spans_partition_every_text(tokenizer):
         assert len(ends) == len(encoded["input_ids"])
 
 
+def one_text(ends, nll) -> TokenLosses:
+    """One model's tokens on one text."""
+    arrays = (np.array([0, len(ends)]), np.asarray(ends, dtype=np.int64), np.asarray(nll, dtype=float))
+    return TokenLosses(["m"], ["t"], [lambda: arrays])
+
+
 def test_a_character_split_over_tokens_goes_to_its_first_token():
     """Byte-level pieces of one 4-byte emoji: the first takes the character, the others get empty spans."""
     text = "a🙂b"
     offsets = np.array([[0, 1], [1, 2], [1, 2], [1, 2], [1, 2], [2, 3]])  # a, 4 byte pieces of the emoji, b
-    assert byte_ends(text, offsets).tolist() == [1, 5, 5, 5, 5, 6]
-    nll = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    assert segment_nll(nll, byte_ends(text, offsets), np.array([0, 1, 5, 6])).tolist() == [1.0, 14.0, 6.0]
+    ends = byte_ends(text, offsets)
+    assert ends.tolist() == [1, 5, 5, 5, 5, 6]
+    got = segment_nll(one_text(ends, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), Cuts(np.array([0, 4]), np.array([0, 1, 5, 6])))
+    assert got.tolist() == [[1.0, 14.0, 6.0]]
 
 
 def test_an_empty_first_token_stays_in_the_first_segment():
-    ends = np.array([0, 3, 7])
-    assert segment_nll(np.array([1.0, 2.0, 4.0]), ends, np.array([0, 3, 7])).tolist() == [3.0, 4.0]
-
-
-def naive_segment_nll(nll, ends, cut_positions):
-    """Each token to the segment holding its last byte (an empty span: the segment before its end)."""
-    out = [0.0] * (len(cut_positions) - 1)
-    for value, end in zip(nll, ends):
-        k = max(i for i in range(len(cut_positions) - 1) if cut_positions[i] < end or i == 0)
-        out[k] += value
-    return out
-
-
-def test_segment_losses_sum_tokens_inside_and_add_up_to_the_text():
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        n_bytes = int(rng.integers(1, 60))
-        ends = np.sort(rng.integers(0, n_bytes + 1, int(rng.integers(1, 25))))
-        ends[-1] = n_bytes
-        nll = rng.uniform(0, 5, len(ends))
-        common = boundaries(ends)
-        cut_positions = np.union1d([0, n_bytes], rng.choice(common, min(len(common), 4)))
-        got = segment_nll(nll, ends, cut_positions)
-        np.testing.assert_allclose(got, naive_segment_nll(nll, ends, cut_positions), rtol=1e-12)
-        assert got.sum() == pytest.approx(nll.sum(), rel=1e-12)
-
-
-def test_cuts_are_common_boundaries_and_nest():
-    tokenizers = [train_tokenizer(synthetic_texts(200) + TEXTS, 320, kind) for kind in KINDS]
-    for text in TEXTS + synthetic_texts(20, seed=5):
-        per_model = [byte_ends(text, np.array(t(text, add_special_tokens=False, return_offsets_mapping=True)
-                                              ["offset_mapping"])) for t in tokenizers]
-        common = common_boundaries(per_model)
-        assert set(common) == set.intersection(*(set([0, *e.tolist()]) for e in per_model))
-        previous = None
-        for granularity in GRANULARITIES:  # text, paragraph, line, word: each finer than the last
-            c = cuts(text, common, granularity)
-            assert c[0] == 0 and c[-1] == len(text.encode("utf-8")) and set(c) <= set(common)
-            if previous is not None:
-                assert set(previous) <= set(c), (granularity, text)
-            previous = c
+    got = segment_nll(one_text([0, 3, 7], [1.0, 2.0, 4.0]), Cuts(np.array([0, 3]), np.array([0, 3, 7])))
+    assert got.tolist() == [[3.0, 4.0]]
 
 
 def test_unit_boundaries_snap_forward_to_the_next_common_boundary():
-    text = "ab cd\nef"  # bytes: word starts at 3 and 6, a line starts at 6
-    common = np.array([0, 2, 4, 6, 8])
-    assert cuts(text, common, "word").tolist() == [0, 4, 6, 8]
-    assert cuts(text, common, "line").tolist() == [0, 6, 8]
-    assert cuts(text, common, "paragraph").tolist() == [0, 8]
-    assert prefix_cut(common, 3) == 4 and prefix_cut(common, 100) == 8 and prefix_cut(common, 0) == 0
+    text = "ab cd\nef"  # bytes: words start at 3 and 6, a line starts at 6; the model's tokens end at 2, 4, 6, 8
+    common = common_boundaries(one_text([2, 4, 6, 8], [1.0] * 4), [8])
+    assert common.of_text(0).tolist() == [0, 2, 4, 6, 8]
+    assert unit_cuts([text], common, "word").of_text(0).tolist() == [0, 4, 6, 8]
+    assert unit_cuts([text], common, "line").of_text(0).tolist() == [0, 6, 8]
+    assert unit_cuts([text], common, "paragraph").of_text(0).tolist() == [0, 8]
+    assert [prefix_cuts(common, b)[1][0] for b in (3, 100, 0)] == [4, 8, 0]

@@ -26,7 +26,7 @@ from mmc.scoring.continuations import score_continuations
 from mmc.scoring.engine import score_sequences
 from mmc.scoring.stage import Scores, _check, _params, cached_entries, score_entries
 from mmc.scoring.windows import encode_pairs
-from mmc.tasks import Items
+from mmc.tasks import Items, refuse_token_losses
 
 
 def pair_hashes(pairs: list[tuple[str, str]]) -> np.ndarray:
@@ -35,9 +35,7 @@ def pair_hashes(pairs: list[tuple[str, str]]) -> np.ndarray:
 
 def _check_items(specs: list[ModelSpec], items: Items, cfg: ScoringConfig, param_count: str) -> None:
     _check(specs, items, cfg, param_count)
-    if cfg.token_losses:
-        raise MMCError("scoring.token_losses=true keeps the token losses of texts, and a task corpus has none; "
-                       "drop the override")
+    refuse_token_losses(cfg.token_losses)
 
 
 def score_pairs(model, tokenizer, pairs: list[tuple[str, str]], window: int, cfg: ScoringConfig
