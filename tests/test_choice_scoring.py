@@ -50,11 +50,6 @@ def reference_nll(model64, tokenizer, context: str, continuation: str, window: i
     return -sum(logp[p - 1, seq[p]].item() for p in range(len(seq) - len(cont), len(seq)))
 
 
-@pytest.fixture(scope="module")
-def models64():
-    return {}
-
-
 @pytest.mark.parametrize("arch,bos", [("gpt2", "token"), ("llama", "token"), ("gpt_neox", "token"),
                                       ("qwen2", "token"), ("gpt2", "none"), ("llama", "template")])
 def test_choice_nll_matches_a_float64_loop(tiny_model, arch, bos):
@@ -68,19 +63,25 @@ def test_choice_nll_matches_a_float64_loop(tiny_model, arch, bos):
         assert n_tokens.tolist() == [len(lm_eval_split(tokenizer, c, k)[1]) for c, k in PAIRS]
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox", "qwen2"])
-def test_choice_loglik_matches_lm_evaluation_harness(tiny_model, arch):
-    """HFLM(add_bos_token=True) on tokenizers that add BOS themselves (bos=template): its BOS is our prefix."""
+@pytest.mark.parametrize("arch,bos", [("gpt2", "token"), ("llama", "template"), ("gpt_neox", "token"),
+                                      ("qwen2", "token")])
+def test_choice_loglik_matches_lm_evaluation_harness(tiny_specs, tiny_model, arch, bos):
+    """lm-eval's HFLM loads the saved model from its directory as it loads a hub name. Our prefix (BOS) before every
+    context is what HFLM(add_bos_token=True) puts there, whether the tokenizer adds BOS itself (bos=template) or
+    only on request (bos=token); before an empty context both put the prefix alone. Its window is the model's 64
+    positions (lm-eval reads it from the config), so the long pair is truncated by both."""
     pytest.importorskip("lm_eval")
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    model, tokenizer = tiny_model(arch, "template")
-    pairs = [p for p in PAIRS if p[0]]  # lm-eval puts its own prefix token before an empty context
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=3, max_length=64, add_bos_token=True, device="cpu")
-    requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
+    (spec,) = tiny_specs([arch], bos)
+    model, tokenizer = tiny_model(arch, bos)
+    assert len(tokenizer(PAIRS[-1][0] + PAIRS[-1][1], add_special_tokens=False)["input_ids"]) > 64
+    lm = HFLM(pretrained=spec.source, batch_size=3, add_bos_token=True, device="cpu")
+    assert lm.max_length == 64
+    requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(PAIRS)]
     theirs = np.array([loglik for loglik, _ in lm.loglikelihood(requests, disable_tqdm=True)])
-    ours = -score_pairs(model, tokenizer, pairs, 64, ScoringConfig())[0]
+    ours = -score_pairs(model, tokenizer, PAIRS, 64, ScoringConfig())[0]
     np.testing.assert_allclose(ours, theirs, rtol=1e-4)
 
 
@@ -101,6 +102,10 @@ def test_out_of_memory_halves_the_batch_and_changes_no_number(tiny_model, monkey
     halved = score_pairs(model, tokenizer, pairs, 64, ScoringConfig(batch_tokens=10**6))[0]
     assert rows[:3] == [8, 4, 2] and max(rows[3:]) <= 2
     np.testing.assert_allclose(halved, plain, rtol=1e-6)
+    monkeypatch.setattr(_Scorer, "forward", lambda self, ids, **kwargs: (_ for _ in ()).throw(
+        torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")))
+    with pytest.raises(MMCError, match="one item of [0-9]+ context tokens and 3 choices does not fit in GPU memory"):
+        score_pairs(model, tokenizer, pairs, 64, ScoringConfig(batch_tokens=10**6))
 
 
 def test_bad_pairs_fail_in_one_line(tiny_model):
@@ -109,9 +114,9 @@ def test_bad_pairs_fail_in_one_line(tiny_model):
         score_pairs(model, tokenizer, [("a", " b c d e f g h i j k l m n o p")], 8, ScoringConfig())
 
 
-def items_of(pairs_by_item: list[tuple[str, list[str]]], gold: list[int]) -> Items:
+def items_of(pairs_by_item: list[tuple[str, list[str]]], gold: list[int], length_norm: str = "none") -> Items:
     return Items([f"t/{i}" for i in range(len(pairs_by_item))], [c for c, _ in pairs_by_item],
-                 [ch for _, ch in pairs_by_item], np.array(gold), ["t"] * len(pairs_by_item), " ")
+                 [ch for _, ch in pairs_by_item], np.array(gold), ["t"] * len(pairs_by_item), " ", length_norm)
 
 
 ITEMS = items_of([("The capital of France is", ["Paris", "Rome", "Berlin"]), ("Two and two make", ["four", "five"]),
@@ -155,3 +160,26 @@ def test_a_lost_chunk_rescores_only_its_items(tiny_specs, tmp_path, monkeypatch)
     again = score_choices(specs, ITEMS, cfg).matrix
     assert len(scored) == 1 and len(scored[0]) in (2, 3, 4)  # one item's choices
     np.testing.assert_allclose(again.loglik, first.loglik, rtol=1e-6)
+
+
+def test_per_byte_answers_divide_each_choice_by_its_utf8_bytes(tiny_specs, tmp_path):
+    """dataset.length_norm=bytes: a model answers the choice of highest log-likelihood per UTF-8 byte of the choice
+    as given (the delimiter not counted, as lm-eval's acc_norm counts the choice alone; bytes, not characters)."""
+    items = items_of([("The cat sat on the", ["mat", "Ünïcödé hat"]),
+                      ("Two and two make", ["four", "a number larger than three and smaller than five", "4"]),
+                      ("x", ["y", "z z z z z z z z z z z z"])], [0, 0, 1], "bytes")
+    by_hand = np.array([[3, 15, 0], [4, 48, 1], [1, 23, 0]])  # "Ünïcödé hat": 11 characters, 15 bytes
+    specs = tiny_specs(["gpt2", "qwen2"])
+    cm = score_choices(specs, items, ScoringConfig(cache_dir=str(tmp_path / "scores"), token_losses=False)).matrix
+    np.testing.assert_array_equal(cm.choice_bytes, by_hand)
+    per_byte, plain = [], []
+    for spec in specs:
+        model, tokenizer = stage.load_model(spec)
+        model64 = copy.deepcopy(model).double()
+        loglik = [[-reference_nll(model64, tokenizer, c, " " + k) for k in ks] for c, ks in zip(items.contexts,
+                                                                                               items.choices)]
+        per_byte.append([int(np.argmax(np.array(ll) / by_hand[i, :len(ll)])) for i, ll in enumerate(loglik)])
+        plain.append([int(np.argmax(ll)) for ll in loglik])
+    assert cm.length_norm == "bytes" and cm.answers().tolist() == per_byte
+    assert per_byte != plain  # the normalisation changes some answers here, so the test tells them apart
+    np.testing.assert_array_equal(cm.per_text_loss(), np.array(per_byte) != items.gold[None, :])

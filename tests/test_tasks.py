@@ -158,3 +158,19 @@ def test_bad_task_files_fail_in_one_line_on_the_command_line(tmp_path, content, 
 ])
 def test_bad_task_config_fails_in_one_line(tmp_path, overrides, expected):
     one_line_error(launch(tmp_path, *overrides, check=False), expected)
+
+
+def test_a_task_corpus_and_its_options_are_checked_before_mlflow(tmp_path):
+    """mmc.job.load_inputs (what a job does before MLflow loads): the items load, and options that cannot apply to
+    them fail in one line there."""
+    from mmc.job import load_inputs
+    from test_launch import composed_config
+
+    path = tmp_path / "task.jsonl"
+    write_items(path, ITEMS, ".jsonl")
+    inputs = load_inputs(composed_config("dataset=choices_files", f"dataset.path={path}", "pool=tiny_random"))
+    assert inputs.corpus.choices == [r["choices"] for r in ITEMS] and inputs.texts is None and inputs.lm is None
+    for override, expected in [("scoring.token_losses=true", "token losses of texts, and a task corpus has none"),
+                               ("ensemble=segment_oracle", "ensemble=segment_oracle does not apply to multiple-choice")]:
+        with pytest.raises(MMCError, match=expected):
+            load_inputs(composed_config("dataset=choices_files", f"dataset.path={path}", override))
