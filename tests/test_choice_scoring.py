@@ -39,6 +39,18 @@ def lm_eval_split(tokenizer, context: str, continuation: str) -> tuple[list[int]
     return own, whole[len(own):]
 
 
+def filling_the_window(tokenizer, window: int = 64) -> list[tuple[str, str]]:
+    """Pairs whose context + continuation, minus the continuation's last token, fill the window exactly (its last
+    position is window - 1); scored in one batch with longer continuations, so padding runs past their ends."""
+    for n in range(10, 400):
+        context = " ".join("xy"[i % 2] for i in range(n))
+        for continuation in (" up to the end", " up to the ends"):
+            own, cont = lm_eval_split(tokenizer, context, continuation)
+            if 1 + len(own) + len(cont) - 1 == window and len(cont) >= 2:
+                return [(context, continuation), (context, " up")]
+    raise AssertionError("no context fills the window exactly")
+
+
 def reference_nll(model64, tokenizer, context: str, continuation: str, window: int = 64) -> float:
     """The prefix (BOS), the context's and the continuation's tokens in one float64 forward pass, the last
     window + 1 tokens kept when longer (lm-eval's truncation); minus the continuation tokens' log-probabilities."""
@@ -55,12 +67,13 @@ def reference_nll(model64, tokenizer, context: str, continuation: str, window: i
 def test_choice_nll_matches_a_float64_loop(tiny_model, arch, bos):
     model, tokenizer = tiny_model(arch, bos)
     model64 = copy.deepcopy(model).double()
-    expected = [reference_nll(model64, tokenizer, c, k) for c, k in PAIRS]
+    pairs = PAIRS + filling_the_window(tokenizer)
+    expected = [reference_nll(model64, tokenizer, c, k) for c, k in pairs]
     for budget in (1, 50, None):  # 1: an item per batch; 50: a few per batch; None: the default
-        nll, n_tokens = score_pairs(model, tokenizer, PAIRS, 64, ScoringConfig(batch_tokens=budget))
+        nll, n_tokens = score_pairs(model, tokenizer, pairs, 64, ScoringConfig(batch_tokens=budget))
         np.testing.assert_allclose(nll, expected, rtol=2e-6)
         assert nll.dtype == np.float64
-        assert n_tokens.tolist() == [len(lm_eval_split(tokenizer, c, k)[1]) for c, k in PAIRS]
+        assert n_tokens.tolist() == [len(lm_eval_split(tokenizer, c, k)[1]) for c, k in pairs]
 
 
 @pytest.mark.parametrize("arch,bos", [("gpt2", "token"), ("llama", "template"), ("gpt_neox", "token"),
@@ -79,9 +92,10 @@ def test_choice_loglik_matches_lm_evaluation_harness(tiny_specs, tiny_model, arc
     assert len(tokenizer(PAIRS[-1][0] + PAIRS[-1][1], add_special_tokens=False)["input_ids"]) > 64
     lm = HFLM(pretrained=spec.source, batch_size=3, add_bos_token=True, device="cpu")
     assert lm.max_length == 64
-    requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(PAIRS)]
+    pairs = PAIRS + filling_the_window(tokenizer)
+    requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
     theirs = np.array([loglik for loglik, _ in lm.loglikelihood(requests, disable_tqdm=True)])
-    ours = -score_pairs(model, tokenizer, PAIRS, 64, ScoringConfig())[0]
+    ours = -score_pairs(model, tokenizer, pairs, 64, ScoringConfig())[0]
     np.testing.assert_allclose(ours, theirs, rtol=1e-4)
 
 

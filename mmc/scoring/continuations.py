@@ -63,10 +63,13 @@ def _batch_nll(scorer: _Scorer, contexts: list[np.ndarray], continuations: list[
         return first
     cols = np.arange(len(rows)) - np.repeat(np.cumsum(length - 1) - (length - 1), length - 1)
     cache.batch_select_indices(torch.from_numpy(item).to(scorer.device))  # one copy per continuation
+    # every continuation token but the last is input (as lm-eval feeds context + continuation minus its last
+    # token): the positions stay below the window; padding repeats a row's last real position, never beyond it
+    inputs, steps = conts[:, :-1], np.arange(conts.shape[1] - 1)[None, :]
     seen = np.arange(ids.shape[1])[None, :] < context_length[item, None]
-    mask = np.concatenate([seen, np.arange(conts.shape[1])[None, :] < length[:, None]], axis=1)
-    positions = context_length[item, None] + np.arange(conts.shape[1])[None, :]
-    hidden, out = scorer.forward(conts, attention_mask=torch.from_numpy(mask.astype(np.int64)).to(scorer.device),
+    mask = np.concatenate([seen, steps < length[:, None] - 1], axis=1)
+    positions = context_length[item, None] + np.minimum(steps, length[:, None] - 2)
+    hidden, out = scorer.forward(inputs, attention_mask=torch.from_numpy(mask.astype(np.int64)).to(scorer.device),
                                  position_ids=torch.from_numpy(positions).to(scorer.device), use_cache=True,
                                  **{scorer.cache_name: cache})
     rest = scorer.nll(at(hidden, rows, cols), conts[rows, cols + 1]).double()
