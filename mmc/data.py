@@ -25,6 +25,7 @@ import numpy as np
 from omegaconf import MISSING
 
 from mmc.errors import MMCError, first_line
+from mmc.paths import file_provenance
 from mmc.registry import Option, Registry, check_node, choices
 from mmc.tasks import ChoicesBuiltinDataset, ChoicesFilesDataset, load_choices_builtin, load_choices_files
 
@@ -86,8 +87,7 @@ class FilesDataset(DatasetConfig):
     txt_split: str = field(default="file", metadata=choices(TXT_SPLITS))  # .txt: a text per file or per block
 
     def provenance(self) -> tuple[str, str]:
-        path = Path(self.path).expanduser().resolve()
-        return path.name, str(path)
+        return file_provenance(self.path)
 
 
 @dataclass

@@ -31,6 +31,7 @@ import numpy as np
 from omegaconf import MISSING
 
 from mmc.errors import MMCError
+from mmc.paths import file_provenance
 from mmc.registry import check_node, choices
 
 ITEM_SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -71,8 +72,7 @@ class ChoicesFilesDataset(ChoicesDataset):
     delimiter: str = " "  # put between the context and each choice, as lm-eval's target_delimiter
 
     def provenance(self) -> tuple[str, str]:
-        path = Path(self.path).expanduser().resolve()
-        return path.name, str(path)
+        return file_provenance(self.path)
 
 
 @dataclass
