@@ -10,13 +10,14 @@ item's choices is the softmax of those scores (the choice mixture and the confid
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mmc.errors import MMCError
-from mmc.losses import LossConfig, Measure, check_models
+from mmc.losses import LossConfig, Measure, check_models, load_matrix
 from mmc.tasks import LENGTH_NORMS
 
 FIELDS = ("models", "families", "params", "item_ids", "domains", "loglik", "gold", "choice_bytes")
@@ -49,6 +50,7 @@ class ChoiceMatrix:
         self.loglik = np.asarray(self.loglik, dtype=np.float64)
         self.gold = np.asarray(self.gold, dtype=np.int64)
         self.choice_bytes = np.asarray(self.choice_bytes, dtype=np.int64)
+        self.length_norm = str(self.length_norm)  # a 0-d array when loaded
         self.validate()
 
     @property
@@ -166,24 +168,17 @@ class ChoiceMatrix:
 
     @classmethod
     def load(cls, path: str | Path) -> "ChoiceMatrix":
-        path = Path(path)
-        if not path.is_file():
-            raise MMCError(f"choice matrix file {path} does not exist; pass pool.path=<a choice_matrix.npz>")
-        with np.load(path, allow_pickle=False) as z:
-            missing = set(FIELDS) - set(z.files)
-            if missing:
-                raise MMCError(f"{path} lacks fields {sorted(missing)}; it is not an mmc choice_matrix.npz")
-            return cls(**{name: z[name] for name in FIELDS},
-                       length_norm=str(z["length_norm"]) if "length_norm" in z.files else "none")
+        return load_matrix(cls, path, FIELDS)
 
 
 def is_choice_matrix(path: str | Path) -> bool:
-    """An .npz file holding choice log-likelihoods (else, for mmc, a loss matrix)."""
-    path = Path(path)
-    if not path.is_file():
+    """An .npz file holding choice log-likelihoods (else, for mmc, a loss matrix: unreadable files too, whose
+    error LossMatrix.load reports)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "loglik.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
         return False
-    with np.load(path, allow_pickle=False) as z:
-        return "loglik" in z.files
 
 
 def wilson_interval(correct: int, n: int) -> tuple[float, float]:

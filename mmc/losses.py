@@ -192,21 +192,28 @@ class LossMatrix:
 
     @classmethod
     def load(cls, path: str | Path) -> "LossMatrix":
-        path = Path(path)
-        if not path.is_file():
-            raise MMCError(f"loss matrix file {path} does not exist; pass pool.path=<a loss_matrix.npz>")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files if k in cls.__dataclass_fields__}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # not an npz, or object arrays
-            raise MMCError(f"{path} is not a readable .npz file ({first_line(e)}); pass pool.path=<the "
-                           "loss_matrix.npz artifact of a run>") from e
-        missing = {"models", "families", "params", "text_ids", "nll", "n_tokens", "n_bytes", "n_chars"} - set(arrays)
-        if missing:
-            raise MMCError(f"{path} lacks fields {sorted(missing)}; it is not an mmc loss_matrix.npz")
-        try:
-            return cls(**arrays)
-        except MMCError as e:
-            raise MMCError(f"{path}: {e}") from e
-        except (ValueError, TypeError) as e:  # arrays that do not convert, e.g. text where numbers belong
-            raise MMCError(f"{path}: {first_line(e)}; it is not an mmc loss_matrix.npz") from e
+        return load_matrix(cls, path, ("models", "families", "params", "text_ids", "nll", "n_tokens", "n_bytes",
+                                       "n_chars"))
+
+
+def load_matrix(cls, path: str | Path, required: tuple[str, ...]):
+    """A matrix of class `cls` (LossMatrix, mmc.choices.ChoiceMatrix) from its .npz artifact, or one-line MMCError
+    naming the file: missing, not an npz (or object arrays), fields missing or not of their kind."""
+    path, artifact = Path(path), cls.artifact
+    if not path.is_file():
+        raise MMCError(f"{artifact} file {path} does not exist; pass pool.path=<a {artifact}>")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k in cls.__dataclass_fields__}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # not an npz, or object arrays
+        raise MMCError(f"{path} is not a readable .npz file ({first_line(e)}); pass pool.path=<the {artifact} "
+                       "artifact of a run>") from e
+    missing = set(required) - set(arrays)
+    if missing:
+        raise MMCError(f"{path} lacks fields {sorted(missing)}; it is not an mmc {artifact}")
+    try:
+        return cls(**arrays)
+    except MMCError as e:
+        raise MMCError(f"{path}: {e}") from e
+    except (ValueError, TypeError) as e:  # arrays that do not convert, e.g. text where numbers belong
+        raise MMCError(f"{path}: {first_line(e)}; it is not an mmc {artifact}") from e

@@ -3,6 +3,7 @@ against scipy's Wilson interval, and fits on error rates (a floor within [0, 1];
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from mmc.analysis import analyze
 from mmc.choices import ChoiceMatrix, accuracy_table, is_choice_matrix
 from mmc.errors import MMCError
 from mmc.fit import FitConfig
-from mmc.losses import LossConfig
+from mmc.losses import LossConfig, LossMatrix
 from mmc.search.exhaustive import ExhaustiveSearch
 
 
@@ -130,3 +131,26 @@ def test_a_saturated_or_flat_error_rate_is_reported_not_fitted(caplog):
     a = analyze(same, LossConfig(), ExhaustiveSearch(), FitConfig(**QUICK))  # six copies of one model
     for curve in ("single", "ensemble"):
         assert a.extras["fit_skipped"][curve].startswith("flat: the error rate stays at")
+
+
+@pytest.mark.parametrize("write, expected", [
+    (lambda path, cm: path.write_text("not a zip archive"), "is not a readable .npz file"),
+    (lambda path, cm: np.savez(path, **{**arrays_of(cm), "models": np.array([{"a": 1}] * 6, dtype=object)}),
+     "is not a readable .npz file (Object arrays cannot be loaded when allow_pickle=False)"),
+    (lambda path, cm: np.savez(path, **{k: v for k, v in arrays_of(cm).items() if k != "gold"}),
+     "lacks fields ['gold']; it is not an mmc choice_matrix.npz"),
+    (lambda path, cm: np.savez(path, **{**arrays_of(cm), "gold": cm.gold[:3]}), "field gold has shape (3,)"),
+    (lambda path, cm: np.savez(path, **{**arrays_of(cm), "params": np.array(["x"] * 6)}),
+     "it is not an mmc choice_matrix.npz"),
+])
+def test_a_bad_choice_matrix_file_fails_in_one_line_naming_it(tmp_path, write, expected):
+    path = tmp_path / "choice_matrix.npz"
+    write(path, skilled_matrix(9, n=10))
+    with pytest.raises(MMCError, match=re.escape(expected)) as error:
+        (ChoiceMatrix.load if is_choice_matrix(path) else LossMatrix.load)(path)  # as pool=matrix reads it
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+def arrays_of(cm: ChoiceMatrix) -> dict:
+    return {name: getattr(cm, name) for name in ("models", "families", "params", "item_ids", "domains", "loglik",
+                                                 "gold", "choice_bytes")}
