@@ -153,11 +153,14 @@ def test_bad_task_files_fail_in_one_line_on_the_command_line(tmp_path, content, 
     (["dataset=choices_builtin", "dataset.n_choices=25"], "dataset.n_choices=25; use 2 to 24"),
     (["dataset=choices_builtin", "dataset.max_items=0"], "dataset.max_items=0"),
     (["dataset=choices_builtin", "dataset.length_norm=chars"], "dataset.length_norm='chars' is not one of none, bytes"),
-    (["dataset=choices_builtin", "ensemble=knn_router"], "ensemble=knn_router does not apply to multiple-choice items"),
+    (["dataset=choices_files", "dataset.path={task}", "ensemble=knn_router"],
+     "ensemble=knn_router does not apply to multiple-choice items"),
     (["dataset=choices_files"], "dataset.path"),
 ])
 def test_bad_task_config_fails_in_one_line(tmp_path, overrides, expected):
-    one_line_error(launch(tmp_path, *overrides, check=False), expected)
+    task = tmp_path / "task.jsonl"
+    write_items(task, ITEMS, ".jsonl")
+    one_line_error(launch(tmp_path, *(o.format(task=task) for o in overrides), check=False), expected)
 
 
 def test_a_task_corpus_and_its_options_are_checked_before_mlflow(tmp_path):
