@@ -92,6 +92,8 @@ def score_pool(specs: list[ModelSpec], corpus: Corpus, cfg: ScoringConfig, param
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     root, hashes = _root(cfg), score_cache.text_hashes(corpus.texts)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     rows = []
     for spec in specs:
         spec = pinned(spec)
