@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -18,17 +19,31 @@ from mmc.registry import Option, Registry, choices
 
 log = logging.getLogger(__name__)
 
-# How a fitted curve's misfit is measured at each point: f(model, data)
+
+
+@dataclass(frozen=True)
+class Residual:
+    """How a fitted curve's misfit is measured at each point, f(model, data), and its derivative in the model
+    value, df/dmodel (the solver's analytic Jacobian: exact, and a quarter of the evaluations of 2-point
+    differences)."""
+
+    value: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    slope: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+    def __call__(self, model, y):
+        return self.value(model, y)
+
+
 RESIDUALS = Registry("residuals", [
-    Option("log", lambda model, y: np.log(model) - np.log(y)),
-    Option("relative", lambda model, y: model / y - 1.0),
+    Option("log", Residual(lambda model, y: np.log(model) - np.log(y), lambda model, y: 1.0 / model)),
+    Option("relative", Residual(lambda model, y: model / y - 1.0, lambda model, y: np.broadcast_to(1.0 / y, model.shape))),
 ])
 ROBUST = ("linear", "soft_l1", "huber", "cauchy", "arctan")  # scipy least_squares losses; linear: plain squares
 CONFIDENCE = 0.95
 ALPHA_GRID = np.geomspace(0.01, 5.0, 120)
-# scipy least_squares settings, given to lmfit and to refit alike (they are lmfit's defaults, stated so that both
-# solve the same problem the same way); lmfit's budget for 3 varying constants is 2 * 2000 * (3 + 1) evaluations
-SOLVER = dict(jac="2-point", ftol=1e-8, xtol=1e-8, gtol=1e-8, x_scale=1.0)  # scipy: method trf
+# scipy least_squares settings, given to lmfit and to refit alike (lmfit's defaults but the Jacobian, stated so that
+# both solve the same problem the same way); lmfit's budget for 3 varying constants is 2 * 2000 * (3 + 1) evaluations
+SOLVER = dict(ftol=1e-8, xtol=1e-8, gtol=1e-8, x_scale=1.0)  # scipy: method trf
 LMFIT_MAX_NFEV = 2 * 2000 * (3 + 1)
 
 
@@ -190,7 +205,10 @@ def fit_power_law(params, losses, residuals: str = "log", robust: str = "linear"
     def objective(p):
         return _residuals(p["A"].value, p["alpha"].value, p["L_inf"].value, x, losses, residual)
 
-    result = lmfit.minimize(objective, pars, method="least_squares", loss=robust, **SOLVER)
+    def jacobian(p):  # columns of the varying constants only
+        return _jacobian(p["A"].value, p["alpha"].value, p["L_inf"].value, x, losses, residual)[:, :k]
+
+    result = lmfit.minimize(objective, pars, method="least_squares", loss=robust, jac=jacobian, **SOLVER)
     a_s, alpha, l_inf = (float(result.params[name].value) for name in ("A", "alpha", "L_inf"))
     rss = float(np.sum(result.residual ** 2))
     notes = []
@@ -247,6 +265,7 @@ def refit(params, losses, start: PowerLawFit, residuals: str = "log", robust: st
     params, losses, x, scale, residual, first = _problem(params, losses, residuals, robust, True, start)
     l_max = float(losses.min())
     result = least_squares(lambda v: _residuals(*v, x, losses, residual), first, loss=robust,
+                           jac=lambda v: _jacobian(*v, x, losses, residual),
                            bounds=([0.0, 0.0, 0.0], [np.inf, np.inf, l_max]), max_nfev=LMFIT_MAX_NFEV, **SOLVER)
     a_s, alpha, l_inf = (float(v) for v in result.x)
     notes = _bound_notes(a_s, alpha, l_inf, l_max, True, result.status > 0, result.message)
@@ -271,6 +290,14 @@ def _problem(params, losses, residuals: str, robust: str, floor: bool, start: Po
 
 def _residuals(a_s: float, alpha: float, l_inf: float, x: np.ndarray, losses: np.ndarray, residual) -> np.ndarray:
     return residual(np.maximum(a_s * x ** -alpha + l_inf, 1e-300), losses)
+
+
+def _jacobian(a_s: float, alpha: float, l_inf: float, x: np.ndarray, losses: np.ndarray, residual: Residual
+              ) -> np.ndarray:
+    """(n, 3) derivatives of _residuals in (A_s, alpha, L_inf): the residual's slope times those of the model."""
+    power = x ** -alpha
+    slope = residual.slope(np.maximum(a_s * power + l_inf, 1e-300), losses)
+    return slope[:, None] * np.stack([power, -a_s * power * np.log(x), np.ones_like(x)], axis=1)
 
 
 def _bound_notes(a_s, alpha, l_inf, l_max, floor: bool, converged: bool, message: str) -> list[str]:

@@ -1,10 +1,20 @@
 """Shared fixtures. Tiny random models are built once per session in a temp dir (never in ~/.cache)."""
 from __future__ import annotations
 
-import pytest
+import os
 
-from mmc.models import load_model
-from mmc.tiny_random import TinyRandomConfig, build_tiny_random
+# One torch thread per test process (and the launch.py processes tests start, which inherit it): pytest -n 2 on
+# two cores with torch's default of a thread per core oversubscribes them, and tiny models then score ~100x slower
+# (OpenMP threads wait for descheduled peers at every op).
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from mmc.models import load_model  # noqa: E402
+from mmc.tiny_random import TinyRandomConfig, build_tiny_random  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -44,6 +44,8 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     (["dataset.max_texts=0"], "dataset.max_texts=0"),
     (["search.max_k=0"], "search.max_k=0"),
     (["fit.bootstrap=-1"], "fit.bootstrap=-1"),
+    (["scoring.threads=0"], "scoring.threads=0; use a positive number or null for the default"),
+    (["scoring.threads=two"], "scoring.threads"),
     (["loss.unit=bits"], "loss.unit='bits' is not one of bits_per_byte"),
     (["pool=matrix"], "pool.path has no value and needs one"),
     (["pool=local", "pool.models=[{name: m, path: /models/m}]"], "pool.models[0].family has no value"),

@@ -193,3 +193,17 @@ def test_the_attention_actually_used_is_recorded_and_keyed(tmp_path, cfg, loads)
     eager = score_pool([spec], c, ScoringConfig(**{**small.__dict__, "attn_implementation": "eager"}))
     assert loads == ["bloom"]  # asking for eager finds the same entry: nothing is scored again
     assert eager.records[0]["attn_implementation"] == "eager"
+
+
+def test_scoring_threads_sets_torchs_cpu_threads(tiny_specs, cfg, monkeypatch):
+    seen = []
+    score = stage.score_sequences
+    monkeypatch.setattr(stage, "score_sequences", lambda *a, **k: seen.append(torch.get_num_threads()) or score(*a, **k))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        cfg.threads = 2
+        score_pool(tiny_specs(["gpt2"]), corpus(), cfg)
+    finally:
+        torch.set_num_threads(threads)
+    assert seen and set(seen) == {2}

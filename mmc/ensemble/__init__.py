@@ -207,7 +207,7 @@ class SegmentOracleEnsemble(SegmentEnsemble):
 class SwitchingMixtureEnsemble(SegmentEnsemble):
     kind: str = "switching_mixture"
     # fixed-share rates tried on the training texts; the one with the lowest whole-pool loss there is used
-    rates: list[float] = field(default_factory=lambda: [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3])
+    rates: list[float] = field(default_factory=lambda: [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5, 0.7, 0.9])
 
     def check(self, path: str) -> None:
         super().check(path)

@@ -32,9 +32,13 @@ class ScoringConfig:
     # pools, off for the others (mmc.pool.token_losses)
     token_losses: Optional[bool] = None
     compile: bool = False  # torch.compile the model (dynamic shapes)
+    # torch CPU threads while scoring; null: torch's default, one per core. Several CPU jobs on one machine (a
+    # local_parallel sweep, two runs at once): give each cores // jobs, since oversubscribed cores score tiny
+    # models up to 100x slower (docs/benchmarks.md)
+    threads: Optional[int] = None
 
     def check(self, path: str) -> None:
-        for key in ("batch_tokens", "window", "stride", "chunk_texts"):
+        for key in ("batch_tokens", "window", "stride", "chunk_texts", "threads"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise MMCError(f"{path}.{key}={value}; use a positive number" + ("" if key == "chunk_texts" else

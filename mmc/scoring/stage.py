@@ -107,6 +107,8 @@ def score_entries(specs: list[ModelSpec], hashes: np.ndarray, cfg: ScoringConfig
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     root = _root(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     rows = []
     for spec in specs:
         spec = pinned(spec)
