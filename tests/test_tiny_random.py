@@ -1,13 +1,16 @@
 """Tiny random models and the offline tokenizers they use."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mmc.errors import MMCError
-from mmc.models import count_params, load_model
+from mmc.models import load_model
 from mmc.synthetic import synthetic_texts
 from mmc.tiny_random import TinyRandomConfig, build_tiny_random
 from mmc.tokenizer import KINDS, train_tokenizer
+from test_scoring_pool import saved_tensor_count
 
 SAMPLE = " Ünïcödé text — 🙂 x\n\ttabs"
 
@@ -18,7 +21,8 @@ def test_build_saves_loads_and_reuses(tmp_path):
     assert [s.name for s in specs] == ["gpt2-w32-l2", "gpt2-w48-l2", "qwen2-w32-l2", "qwen2-w48-l2"]
     model, tokenizer = load_model(specs[2])
     assert type(model).__name__ == "Qwen2ForCausalLM" and model.config.max_position_embeddings == 32
-    assert count_params(model) == specs[2].params and len(tokenizer) == model.config.vocab_size
+    assert specs[2].params == saved_tensor_count(Path(specs[2].source))  # as saved: a tied weight once
+    assert len(tokenizer) == model.config.vocab_size
     mtimes = [(p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*.safetensors")]
     assert build_tiny_random(cfg, tmp_path) == specs  # same config: reused, not rebuilt
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes)
