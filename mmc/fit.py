@@ -20,7 +20,6 @@ from mmc.registry import Option, Registry, choices
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Residual:
     """How a fitted curve's misfit is measured at each point, f(model, data), and its derivative in the model

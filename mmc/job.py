@@ -1,9 +1,8 @@
 """One job of launch.py: its inputs loaded and checked first, then scored, analysed and logged in an MLflow run.
 
 The inputs (a corpus of texts, a task corpus of multiple-choice items, or a pool's loss or choice matrix) and every
-check that needs only them (e.g. ensemble=domain_router
-on one domain) come before MLflow or torch load, so a bad input costs a second and leaves no FAILED run. A
-loss-matrix pool's analysis needs neither MLflow nor torch either: it computes in a forked process
+check that needs only them (e.g. ensemble=domain_router on one domain) come before MLflow or torch load, so a bad
+input costs a second and leaves no FAILED run. A loss-matrix pool's analysis needs neither MLflow nor torch either: it computes in a forked process
 (mmc.background) while they load. A scored pool's models are built (the zoo trained) and scored after the
 tracking store answers, so an unreachable server never waits for a zoo build.
 """

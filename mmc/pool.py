@@ -15,6 +15,7 @@ from omegaconf import MISSING
 from mmc.errors import MMCError
 from mmc.losses import LossMatrix
 from mmc.models import ModelSpec, check_specs
+from mmc.paths import file_provenance
 from mmc.registry import Option, Registry, choices
 from mmc.synthetic import synthetic_domain_texts, synthetic_loss_matrix
 from mmc.tiny_random import TinyRandomConfig, build_tiny_random
@@ -72,8 +73,7 @@ class MatrixPool(PoolConfig):
 
     def provenance(self) -> tuple[str, str]:
         """(name, source) of the matrix's texts for the run's MLflow dataset input (see mmc.data)."""
-        path = Path(self.path).expanduser().resolve()
-        return path.name, str(path)
+        return file_provenance(self.path)
 
 
 @dataclass

@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import re
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -84,8 +85,6 @@ class ChoicesBuiltinDataset(ChoicesDataset):
     n_choices: int = 4
 
     def provenance(self) -> tuple[str, str]:
-        import sysconfig
-
         return "choices_builtin", sysconfig.get_paths()["stdlib"]
 
     def check(self, path: str) -> None:
