@@ -34,7 +34,7 @@ class ScoringConfig:
     compile: bool = False  # torch.compile the model (dynamic shapes)
     # torch CPU threads while scoring; null: torch's default, one per core. Several CPU jobs on one machine (a
     # local_parallel sweep, two runs at once): give each cores // jobs, since oversubscribed cores score tiny
-    # models up to 100x slower (docs/benchmarks.md)
+    # models 25-60x slower (bench/threads.py, docs/benchmarks.md)
     threads: Optional[int] = None
 
     def check(self, path: str) -> None:
