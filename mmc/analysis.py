@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from mmc import plots
+from mmc.background import Pending
 from mmc.ensemble import DATA_KINDS, EnsembleConfig, EnsembleData, OracleEnsemble, SwitchingMixtureEnsemble
 from mmc.ensemble.combiners import MinCombiner
 from mmc.ensemble.split import split_texts
@@ -26,21 +27,50 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Analysis:
-    lm: LossMatrix  # the analysed pool (after search.families)
-    ensemble: SearchResult
-    single: SearchResult
-    fits: dict[str, PowerLawFit]
-    fit_table: list[dict]
-    single_table: list[dict]
-    metrics: dict[str, float]
-    measure: Measure  # what the losses are: metric names and labels
+class Part:
+    """What one part of an analysis adds to it; the parts after the pool's own search compute side by side."""
+
+    fits: dict[str, PowerLawFit] = field(default_factory=dict)
+    fit_skipped: dict[str, str] = field(default_factory=dict)  # curve -> why it has no fit
+    metrics: dict[str, float] = field(default_factory=dict)
     extras: dict = field(default_factory=dict)  # analysis.json: search stats, floor tests, uncertainty
-    figures: dict = field(default_factory=dict)  # name.png -> matplotlib Figure
+    figures: dict[str, bytes] = field(default_factory=dict)  # name.png -> the rendered PNG
     # frontier_<name>.csv beyond frontier.csv and single_frontier.csv: the result and, where it differs from
     # the total, the parameters each frontier subset runs per text (active_params)
     frontiers: dict[str, tuple[SearchResult, np.ndarray | None]] = field(default_factory=dict)
     tables: dict[str, list[dict]] = field(default_factory=dict)  # name.csv -> rows (realisable.csv, ...)
+
+    def add(self, other: "Part") -> None:
+        for name in ("fits", "fit_skipped", "metrics", "extras", "figures", "frontiers", "tables"):
+            getattr(self, name).update(getattr(other, name))
+
+
+@dataclass(kw_only=True)
+class Analysis(Part):
+    """The whole analysis of a loss matrix: its parts, added in order (their fits in that order), and its tables."""
+
+    lm: LossMatrix  # the analysed pool (after search.families)
+    ensemble: SearchResult
+    single: SearchResult
+    measure: Measure  # what the losses are: metric names and labels
+    single_table: list[dict]
+    fit_table: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Searched:
+    """The pool searched and fitted as a whole: what every other part of its analysis starts from."""
+
+    lm: LossMatrix  # after search.families
+    loss: LossConfig
+    search: SearchConfig
+    fit: FitConfig
+    measure: Measure
+    weighted: np.ndarray  # (M, N) weighted losses
+    ensemble: SearchResult  # the oracle frontier
+    single: SearchResult
+    fits: dict[str, PowerLawFit]  # single and ensemble, where fitted (with_fits)
+    fit_skipped: dict[str, str]
 
 
 def single_models(weighted: np.ndarray, params: np.ndarray, models: np.ndarray) -> SearchResult:
@@ -67,6 +97,84 @@ def try_fit(name: str, result: SearchResult, fit: FitConfig, skipped: dict, meas
         return None
 
 
+def fitted(curves: dict[str, SearchResult], fit: FitConfig, measure: Measure) -> Part:
+    """The curves' fits, their metrics (fit.<curve>.<constant>, family pairs aside) and why any is not fitted."""
+    part = Part()
+    part.fits = {name: f for name, result in curves.items()
+                 if (f := try_fit(name, result, fit, part.fit_skipped, measure)) is not None}
+    part.metrics = fit_metrics(part.fits)
+    return part
+
+
+def fit_metrics(fits: dict[str, PowerLawFit], constants: tuple[str, ...] = ("alpha", "L_inf", "A")) -> dict:
+    """fit.<curve>.<constant> of each curve but family pairs (many: they stay in fits.json and fit_table.csv)."""
+    return {f"fit.{name}.{c}": getattr(f, c) for name, f in fits.items() if "+" not in name for c in constants}
+
+
+def searched(lm: LossMatrix, loss: LossConfig, search: SearchConfig, fit: FitConfig) -> Searched:
+    """The pool's oracle frontier and single models (`fits` still empty: see with_fits)."""
+    lm = select_families(lm, search.families)
+    measure, weighted = lm.measure(loss), lm.weighted_losses(loss)
+    ensemble = oracle_search(weighted, lm, search)
+    single = single_models(weighted, lm.params, lm.models)
+    return Searched(lm, loss, search, fit, measure, weighted, ensemble, single, {}, {})
+
+
+def with_fits(pool: Searched) -> Searched:
+    """The pool with its single and ensemble fits."""
+    skipped: dict[str, str] = {}
+    fits = {name: f for name, result in (("single", pool.single), ("ensemble", pool.ensemble))
+            if (f := try_fit(name, result, pool.fit, skipped, pool.measure)) is not None}
+    return replace(pool, fits=fits, fit_skipped=skipped)
+
+
+def analyze(lm: LossMatrix, loss: LossConfig, search: SearchConfig, fit: FitConfig,
+            ensemble: EnsembleConfig | None = None, texts: list[str] | None = None, tokens=None) -> Analysis:
+    """The whole analysis of a loss matrix; `texts` (aligned with lm.text_ids) and `tokens` (its TokenLosses)
+    where the ensemble options need them.
+
+    Each part computes in a forked child (mmc.background) as soon as what it needs is in, so an analysis keeps
+    every core busy: the realisable ensembles once the pool is searched, the family groups and the uncertainty
+    once it is fitted too, while this process draws the pool's own figures."""
+    ensemble = ensemble or OracleEnsemble()
+    pool = searched(lm, loss, search, fit)
+    lm = pool.lm
+    if tokens is not None and search.families is not None:
+        tokens = tokens.select_models(np.flatnonzero(np.isin(tokens.models, lm.models)))
+    data = EnsembleData(lm, loss, split_texts(lm.domains, ensemble.train_fraction, ensemble.seed), texts, tokens)
+    with Pending(realisable_part, pool, ensemble, data) as realised:
+        pool = with_fits(pool)
+        with Pending(group_part, pool) as groups, Pending(uncertainty_part, pool) as spread:
+            out = Analysis(lm=lm, ensemble=pool.ensemble, single=pool.single, measure=pool.measure,
+                           single_table=single_model_table(lm, loss), tables=lm.summary_tables())
+            out.add(pool_part(pool))
+            for part in (groups, realised, spread):
+                out.add(part.result())
+    out.fit_table = fit_table(out.fits) if "single" in out.fits else []
+    return out
+
+
+def pool_part(pool: Searched) -> Part:
+    """The pool's own curves: headline metrics, single and ensemble fits with their floor tests, and figures."""
+    single, ensemble, fit, weighted, lm = pool.single, pool.ensemble, pool.fit, pool.weighted, pool.lm
+    part = Part(fits=dict(pool.fits), fit_skipped=dict(pool.fit_skipped), metrics={
+        **pool.measure.headline("best_single", float(single.frontier_loss.min())),
+        **pool.measure.headline("oracle_all", float(weighted.min(axis=0).sum())),
+        **{f"search.{k}": v for k, v in ensemble.stats.items() if isinstance(v, (int, float))},
+        **fit_metrics(pool.fits),
+    }, extras={"search_stats": ensemble.stats})
+    for name, result in (("single", single), ("ensemble", ensemble)):
+        if name in pool.fits:
+            part.extras[f"floor_test.{name}"] = _or_reason(compare_floor, result.frontier_params,
+                                                           result.frontier_loss, fit.residuals, fit.robust)
+    part.figures["frontier.png"] = plots.png(plots.plot_frontier(ensemble, lm.params, single.explored_loss,
+                                                                 lm.families, pool.fits, pool.measure.label))
+    if not pool.measure.accuracy:  # on 0/1 errors the oracle has no pick of its own: every solving member ties
+        part.figures["oracle_choice_by_domain.png"] = plots.png(
+            plots.plot_oracle_choice(weighted, lm.models, lm.domains, lm.params))
+    return part
+
+
 def group_searches(lm: LossMatrix, loss: LossConfig, search: SearchConfig) -> dict[str, SearchResult]:
     """Each family alone (homogeneous, named by the family) and each pair ('a+b'), searched alike."""
     families = sorted(set(lm.families.tolist()))
@@ -79,130 +187,78 @@ def group_searches(lm: LossMatrix, loss: LossConfig, search: SearchConfig) -> di
     return out
 
 
-def analyze(lm: LossMatrix, loss: LossConfig, search: SearchConfig, fit: FitConfig,
-            ensemble: EnsembleConfig | None = None, texts: list[str] | None = None, tokens=None) -> Analysis:
-    """The whole analysis of a loss matrix; `texts` (aligned with lm.text_ids) and `tokens` (its TokenLosses)
-    where the ensemble options need them."""
-    ensemble = ensemble or OracleEnsemble()
-    lm = select_families(lm, search.families)
-    measure = lm.measure(loss)
-    weighted = lm.weighted_losses(loss)
-    ensemble_result = oracle_search(weighted, lm, search)
-    single = single_models(weighted, lm.params, lm.models)
-    curves = {"single": single, "ensemble": ensemble_result}
-    if fit.groups and len(set(lm.families.tolist())) > 1:
-        curves.update(group_searches(lm, loss, search))
-
-    skipped: dict[str, str] = {}
-    fits = {name: f for name, result in curves.items()
-            if (f := try_fit(name, result, fit, skipped, measure)) is not None}
-    metrics = {
-        **measure.headline("best_single", float(single.frontier_loss.min())),
-        **measure.headline("oracle_all", float(weighted.min(axis=0).sum())),
-        **{f"search.{k}": v for k, v in ensemble_result.stats.items() if isinstance(v, (int, float))},
-    }
-    for name, f in fits.items():
-        if "+" not in name:  # family pairs are many: they stay in fits.json and fit_table.csv
-            metrics.update({f"fit.{name}.alpha": f.alpha, f"fit.{name}.L_inf": f.L_inf, f"fit.{name}.A": f.A})
-    groups = {n: r for n, r in curves.items() if n not in ("single", "ensemble")}
-    extras = {"search_stats": ensemble_result.stats, "fit_skipped": skipped,
-              "group_search_stats": {n: r.stats for n, r in groups.items()}}
-    for name in ("single", "ensemble"):
-        if name in fits:
-            extras[f"floor_test.{name}"] = _or_reason(compare_floor, curves[name].frontier_params,
-                                                      curves[name].frontier_loss, fit.residuals, fit.robust)
-    table = fit_table(fits) if "single" in fits else []
-    extras.update(uncertainty(lm, weighted, ensemble_result, loss, search, fit, metrics, fits))
-
-    unit_label = measure.label
-    figures = {
-        "frontier.png": plots.plot_frontier(ensemble_result, lm.params, single.explored_loss, lm.families,
-                                            {n: fits[n] for n in ("single", "ensemble") if n in fits}, unit_label),
-    }
-    if not measure.accuracy:  # on 0/1 errors the oracle has no pick of its own: every solving member ties
-        figures["oracle_choice_by_domain.png"] = plots.plot_oracle_choice(weighted, lm.models, lm.domains, lm.params)
-    if groups:
-        frontiers = {n: (r.frontier_params, r.frontier_loss) for n, r in groups.items()}
-        frontiers["all"] = (ensemble_result.frontier_params, ensemble_result.frontier_loss)
-        group_fits = {("all" if n == "ensemble" else n): f for n, f in fits.items() if n != "single"}
-        figures["homo_vs_hetero.png"] = plots.plot_groups(frontiers, group_fits, unit_label)
-    singles = single_model_table(lm, loss)
-    out = Analysis(lm, ensemble_result, single, fits, table, singles, metrics, measure, extras, figures,
-                   tables=lm.summary_tables())
-    if tokens is not None and search.families is not None:
-        tokens = tokens.select_models(np.flatnonzero(np.isin(tokens.models, lm.models)))
-    data = EnsembleData(lm, loss, split_texts(lm.domains, ensemble.train_fraction, ensemble.seed), texts, tokens)
-    realisable(out, ensemble, data, search, fit, measure)
-    if tokens is not None and texts is not None:
-        granularities(out, ensemble, data, search, fit, measure)
-    return out
+def group_part(pool: Searched) -> Part:
+    """Each family and family pair searched and fitted, drawn beside the whole pool's frontier and fit
+    (homogeneous vs heterogeneous); nothing with fit.groups=false or a pool of one family."""
+    if not pool.fit.groups or len(set(pool.lm.families.tolist())) < 2:
+        return Part()
+    curves = group_searches(pool.lm, pool.loss, pool.search)
+    part = fitted(curves, pool.fit, pool.measure)
+    part.extras["group_search_stats"] = {name: result.stats for name, result in curves.items()}
+    frontiers = {name: (r.frontier_params, r.frontier_loss) for name, r in curves.items()}
+    frontiers["all"] = (pool.ensemble.frontier_params, pool.ensemble.frontier_loss)
+    fits = {**part.fits, **({"all": pool.fits["ensemble"]} if "ensemble" in pool.fits else {})}
+    part.figures["homo_vs_hetero.png"] = plots.png(plots.plot_groups(frontiers, fits, pool.measure.label))
+    return part
 
 
-def granularities(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, search: SearchConfig, fit: FitConfig,
-                  measure: Measure) -> None:
-    """Add to `out` granularity.csv, the segment oracle's frontier and fit at each granularity (does the floor
-    fall as collaboration gets finer?) and their figure."""
-    rates = (ensemble if isinstance(ensemble, SwitchingMixtureEnsemble) else SwitchingMixtureEnsemble()).rates
-    lm = data.lm
-    rows, frontiers = granularity_table(data, out.ensemble.frontier_members, lm.params, lm.models, search, rates)
-    out.tables["granularity.csv"] = rows
-    skipped = out.extras.setdefault("fit_skipped", {})
-    fits = {g: f for g, r in frontiers.items()
-            if (f := try_fit(f"segment_oracle.{g}", r, fit, skipped, measure)) is not None}
-    for g, f in fits.items():
-        out.fits[f"segment_oracle.{g}"] = f
-        out.metrics.update({f"fit.segment_oracle.{g}.alpha": f.alpha, f"fit.segment_oracle.{g}.L_inf": f.L_inf})
-    for row in rows:
-        if row["subset"] == "pool":
-            out.metrics[f"loss.segment_oracle.{row['granularity']}_all"] = row["loss_segment_oracle"]
-            out.metrics[f"loss.switching_mixture.{row['granularity']}_all"] = row["loss_switching_mixture"]
-    out.figures["granularity.png"] = plots.plot_granularity(frontiers, fits, rows, measure.label)
-
-
-def realisable(out: Analysis, ensemble: EnsembleConfig, data: EnsembleData, search: SearchConfig, fit: FitConfig,
-               measure: Measure) -> None:
-    """Add to `out` the realisable ensembles on the evaluation texts: realisable.csv and its figure for every
-    option that applies, and for a chosen option other than the oracle its frontier, fit, loss and gap beside
-    the oracle's on the same texts."""
+def realisable_part(pool: Searched, ensemble: EnsembleConfig, data: EnsembleData) -> Part:
+    """The realisable ensembles on the evaluation texts: realisable.csv and its figure for every option that
+    applies, and for a chosen option other than the oracle its frontier, fit, loss and gap beside the oracle's on
+    the same texts; with token losses, the granularities too."""
     combiners, skipped = applicable_options(ensemble, data)
-    out.extras["realisable"] = {"split": eval_split_summary(data), "not_applicable": skipped,
-                                **{f"{n}.rate": c.rate for n, c in combiners.items() if hasattr(c, "rate")}}
     if ensemble.kind not in combiners:
         raise MMCError(skipped[ensemble.kind])
-    lm = data.lm
-    rows = realisable_table(combiners, out.ensemble.frontier_members, lm.params, lm.models)
-    out.tables["realisable.csv"] = rows
+    lm, measure, name = data.lm, pool.measure, ensemble.kind
+    rows = realisable_table(combiners, pool.ensemble.frontier_members, lm.params, lm.models)
     split = np.full(lm.n_texts, "evaluation", dtype=object)
     split[data.split.train] = "train"
-    out.tables["text_split.csv"] = [{"text_id": t, "domain": d, "split": s}
-                                    for t, d, s in zip(lm.text_ids.tolist(), lm.domains.tolist(), split)]
-    out.figures["realisable.png"] = plots.plot_realisable(
+    part = Part(extras={"realisable": {"split": eval_split_summary(data), "not_applicable": skipped,
+                                       **{f"{n}.rate": c.rate for n, c in combiners.items() if hasattr(c, "rate")}}},
+                tables={"realisable.csv": rows,
+                        "text_split.csv": [{"text_id": t, "domain": d, "split": s}
+                                           for t, d, s in zip(lm.text_ids.tolist(), lm.domains.tolist(), split)]})
+    part.figures["realisable.png"] = plots.png(plots.plot_realisable(
         rows, list(combiners), measure.label,
-        title=f"Realisable ensembles beside the oracle (evaluation {DATA_KINDS[data.data_kind]})")
-    name = ensemble.kind
-    if name == "oracle":
-        return
-    result, active, heldout = ensemble_frontiers(combiners[name], combiners["oracle"], lm.params, lm.models, search)
-    out.frontiers[f"frontier_{name}.csv"] = (result, active)
-    out.frontiers["frontier_oracle_heldout.csv"] = (heldout, None)
-    curves = {name: result, "oracle_heldout": heldout}
-    skipped_fits = out.extras.setdefault("fit_skipped", {})
-    new_fits = {n: f for n, r in curves.items() if (f := try_fit(n, r, fit, skipped_fits, measure)) is not None}
-    out.fits.update(new_fits)
-    out.fit_table = fit_table(out.fits) if "single" in out.fits else out.fit_table
-    out.extras[f"search_stats.{name}"] = result.stats
-    pool = rows[0]
-    out.metrics.update({**measure.headline(f"{name}_all", pool[f"loss_{name}"]),
-                        **measure.headline("oracle_heldout_all", pool["loss_oracle"])})
-    out.metrics[f"gap.{name}"] = pool[f"loss_{name}"] - pool["loss_oracle"]  # in the loss (error rate): >= 0 is worse
-    for curve, f in new_fits.items():
-        out.metrics.update({f"fit.{curve}.alpha": f.alpha, f"fit.{curve}.L_inf": f.L_inf, f"fit.{curve}.A": f.A})
-    single_losses = combiners[name].single_losses
-    out.figures[f"frontier_{name}.png"] = plots.plot_frontier(
-        result, lm.params, single_losses, lm.families, new_fits, measure.label,
-        title=f"ensemble={name} on the {len(data.split.evaluation)} evaluation {DATA_KINDS[data.data_kind]}, beside "
-              "the oracle's fit there",
-        frontier_label=f"{name} frontier")
+        title=f"Realisable ensembles beside the oracle (evaluation {DATA_KINDS[data.data_kind]})"))
+    if name != "oracle":
+        result, active, heldout = ensemble_frontiers(combiners[name], combiners["oracle"], lm.params, lm.models,
+                                                     pool.search)
+        part.frontiers = {f"frontier_{name}.csv": (result, active), "frontier_oracle_heldout.csv": (heldout, None)}
+        beside = fitted({name: result, "oracle_heldout": heldout}, pool.fit, measure)
+        part.add(beside)
+        part.extras[f"search_stats.{name}"] = result.stats
+        whole = rows[0]
+        part.metrics.update({**measure.headline(f"{name}_all", whole[f"loss_{name}"]),
+                             **measure.headline("oracle_heldout_all", whole["loss_oracle"]),
+                             f"gap.{name}": whole[f"loss_{name}"] - whole["loss_oracle"]})  # >= 0 is worse
+        part.figures[f"frontier_{name}.png"] = plots.png(plots.plot_frontier(
+            result, lm.params, combiners[name].single_losses, lm.families, beside.fits, measure.label,
+            title=f"ensemble={name} on the {len(data.split.evaluation)} evaluation {DATA_KINDS[data.data_kind]}, "
+                  "beside the oracle's fit there",
+            frontier_label=f"{name} frontier"))
+    if data.tokens is not None and data.texts is not None:
+        part.add(granularity_part(pool, ensemble, data))
+    return part
+
+
+def granularity_part(pool: Searched, ensemble: EnsembleConfig, data: EnsembleData) -> Part:
+    """granularity.csv, the segment oracle's frontier and fit at each granularity (does the floor fall as
+    collaboration gets finer?) and their figure."""
+    rates = (ensemble if isinstance(ensemble, SwitchingMixtureEnsemble) else SwitchingMixtureEnsemble()).rates
+    lm = data.lm
+    rows, frontiers = granularity_table(data, pool.ensemble.frontier_members, lm.params, lm.models, pool.search,
+                                        rates)
+    part = fitted({f"segment_oracle.{g}": r for g, r in frontiers.items()}, pool.fit, pool.measure)
+    part.metrics = fit_metrics(part.fits, ("alpha", "L_inf"))
+    part.tables["granularity.csv"] = rows
+    for row in rows:
+        if row["subset"] == "pool":
+            part.metrics[f"loss.segment_oracle.{row['granularity']}_all"] = row["loss_segment_oracle"]
+            part.metrics[f"loss.switching_mixture.{row['granularity']}_all"] = row["loss_switching_mixture"]
+    fits = {g: part.fits[f"segment_oracle.{g}"] for g in frontiers if f"segment_oracle.{g}" in part.fits}
+    part.figures["granularity.png"] = plots.png(plots.plot_granularity(frontiers, fits, rows, pool.measure.label))
+    return part
 
 
 def single_model_table(lm: LossMatrix, loss: LossConfig | None = None) -> list[dict]:
@@ -221,9 +277,11 @@ def single_model_table(lm: LossMatrix, loss: LossConfig | None = None) -> list[d
     return sorted(rows, key=lambda r: (r["family"], r["params"], r["name"]))
 
 
-def uncertainty(lm, weighted, ensemble, loss, search, fit, metrics, fits) -> dict:
+def uncertainty_part(pool: Searched) -> Part:
     """Bootstrap intervals, held-out optimism and the extrapolation check, each where it applies."""
-    out, weights = {}, lm.text_weights(loss.aggregate)
+    lm, weighted, ensemble, fit, fits, search = pool.lm, pool.weighted, pool.ensemble, pool.fit, pool.fits, pool.search
+    part, weights = Part(), lm.text_weights(pool.loss.aggregate)
+    out, metrics = part.extras, part.metrics
     if fit.bootstrap and {"single", "ensemble"} <= set(fits):
         candidates = np.vstack([ensemble.frontier_members, np.eye(lm.n_models, dtype=bool)])
         boots = bootstrap_fits(weighted, lm.params, candidates, fit.bootstrap, fit.seed, weights,
@@ -247,7 +305,7 @@ def uncertainty(lm, weighted, ensemble, loss, search, fit, metrics, fits) -> dic
                                           fit.extrapolation_decades, fit.residuals, fit.robust)
         if "mean_abs_rel_error" in out["extrapolation"]:
             metrics["extrapolation.mean_abs_rel_error"] = out["extrapolation"]["mean_abs_rel_error"]
-    return out
+    return part
 
 
 def _or_reason(fn, *args, **kwargs) -> dict:

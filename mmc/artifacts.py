@@ -26,7 +26,7 @@ def log_metrics(metrics: dict[str, float]) -> None:
 def log_table(rows: list[dict] | pd.DataFrame, name: str, shown: bool = False) -> None:
     """The CSV `name`; shown: also as a table the MLflow UI renders (mlflow.log_table, tables/<stem>.json)."""
     frame = pd.DataFrame(rows)
-    tracking.log_text_artifact(frame.to_csv(index=False), name)
+    tracking.log_file(frame.to_csv(index=False), name)
     if shown:
         mlflow.log_table(frame, f"tables/{Path(name).stem}.json")
 
@@ -108,7 +108,7 @@ def log_analysis(analysis: Analysis) -> None:
         log_table(frontier_rows(result, active), name)
     for name, rows in analysis.tables.items():
         log_table(rows, name, shown=name == "realisable.csv")
-    tracking.log_json(analysis.extras, "analysis.json")
+    tracking.log_json({**analysis.extras, "fit_skipped": analysis.fit_skipped}, "analysis.json")
     log_metrics(analysis.metrics)
-    for name, figure in analysis.figures.items():
-        tracking.log_figure(figure, name)
+    for name, png in analysis.figures.items():
+        tracking.log_file(png, name)

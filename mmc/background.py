@@ -2,22 +2,28 @@
 
 A run of a loss-matrix pool spends seconds loading MLflow and opening its store before its MLflow run starts,
 and its analysis needs neither: forked, the analysis computes on the second core meanwhile. Only pure work
-goes there (no MLflow, no files): its result, or its exception, comes back pickled when asked for. Where
-fork is not the safe default (macOS, Windows), or in a daemonic worker (which may not fork children), the
-work runs when its result is asked for, as if called then.
+goes there (no MLflow, no files): its result, or its exception, comes back pickled when asked for. A child
+may start Pendings of its own (the analysis forks its independent parts), and every child is killed with
+the process that started it, so a killed launch leaves none computing. Where fork is not the safe default
+(macOS, Windows), or in a daemonic worker (which may not fork children), the work runs when its result is
+asked for, as if called then.
 """
 from __future__ import annotations
 
+import atexit
 import multiprocessing
+import os
 import sys
 from typing import Callable
 
 from mmc.errors import MMCError
+from mmc.workers import exit_with_parent
 
 FORK = sys.platform == "linux"  # False: every Pending runs in place (bench/paper_scale.py profiles it so)
 
 
-def _child(conn, fn: Callable, args: tuple) -> None:
+def _child(parent_pid: int, conn, fn: Callable, args: tuple) -> None:
+    exit_with_parent(parent_pid)  # a killed launch, or a Pending closed before its own children, takes it along
     try:
         outcome = (True, fn(*args))
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent, which raises it
@@ -32,16 +38,20 @@ def _child(conn, fn: Callable, args: tuple) -> None:
 class Pending:
     """fn(*args), computing in a forked child from now on; `result()` waits for it, `close()` drops it.
 
-    The child is forked, not spawned: it needs no pickling of fn and starts with this process's modules."""
+    The child is forked, not spawned: it needs no pickling of fn and starts with this process's modules. It is
+    not daemonic, so that it may fork Pendings of its own; `close()` runs at exit for one never asked for.
+    A Pending is a context manager that closes on exit."""
 
     def __init__(self, fn: Callable, *args):
         self._call, self._process, self._conn = (fn, args), None, None
         if FORK and not multiprocessing.current_process().daemon:
             context = multiprocessing.get_context("fork")
             self._conn, child_end = context.Pipe(duplex=False)
-            self._process = context.Process(target=_child, args=(child_end, fn, args), daemon=True)
+            self._process = context.Process(target=_child, args=(os.getpid(), child_end, fn, args),
+                                            daemon=False)
             self._process.start()
             child_end.close()
+            atexit.register(self.close)
 
     def result(self):
         """fn's return value, or its exception raised here."""
@@ -67,3 +77,10 @@ class Pending:
             self._process.join()
             self._conn.close()
             self._process = None
+            atexit.unregister(self.close)
+
+    def __enter__(self) -> "Pending":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -2,9 +2,10 @@
 
 The inputs (a corpus of texts, a task corpus of multiple-choice items, or a pool's loss or choice matrix) and every
 check that needs only them (e.g. ensemble=domain_router on one domain) come before MLflow or torch load, so a bad
-input costs a second and leaves no FAILED run. A loss-matrix pool's analysis needs neither MLflow nor torch either: it computes in a forked process
-(mmc.background) while they load. A scored pool's models are built (the zoo trained) and scored after the
-tracking store answers, so an unreachable server never waits for a zoo build.
+input costs a second and leaves no FAILED run. A loss-matrix pool's analysis needs neither MLflow nor torch either:
+it computes in a forked process (mmc.background) while they load, and loads its own libraries (matplotlib, lmfit)
+there. A scored pool's models are built (the zoo trained) and scored after the tracking store answers, so an
+unreachable server never waits for a zoo build.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from dataclasses import dataclass, replace
 
 from omegaconf import OmegaConf
 
-from mmc.analysis import analyze
 from mmc.background import Pending
 from mmc.config import Config, Stage
 from mmc.data import Corpus, load_corpus
@@ -66,7 +66,7 @@ def run(config: Config, tags: dict, parent_id: str | None) -> dict:
     inputs = load_inputs(config)
     analysis = None
     if inputs.lm is not None:
-        analysis = Pending(analyze, inputs.lm, config.loss, config.search, config.fit, config.ensemble, inputs.texts)
+        analysis = Pending(analyzed, inputs.lm, config.loss, config.search, config.fit, config.ensemble, inputs.texts)
     try:
         return tracked(config, tags, parent_id, inputs, analysis, started)
     finally:
@@ -94,11 +94,19 @@ def tracked(config: Config, tags: dict, parent_id: str | None, inputs: Inputs, a
         artifacts.log_matrix(lm)
         if config.stage != Stage.score:
             artifacts.log_analysis(analysis.result() if analysis is not None else
-                                   analyze(lm, config.loss, config.search, config.fit, config.ensemble, inputs.texts,
-                                           tokens))
+                                   analyzed(lm, config.loss, config.search, config.fit, config.ensemble, inputs.texts,
+                                            tokens))
         artifacts.log_metrics({"time.total_s": time.time() - started})
         log.info("MLflow UI (after `mlflow ui`): %s", tracking.ui_url(experiment_id, active.info.run_id))
         return {"run_id": active.info.run_id}
+
+
+def analyzed(*args):
+    """mmc.analysis.analyze(*args), imported where it runs: a forked analysis loads matplotlib and lmfit on its own
+    core, not before the fork."""
+    from mmc.analysis import analyze
+
+    return analyze(*args)
 
 
 def score(config: Config, corpus: Corpus | Items):

@@ -1,9 +1,11 @@
-"""Figures; each function returns a matplotlib Figure for the caller to save and log.
+"""Figures; each function returns a matplotlib Figure, which `png` renders for the caller to log.
 
 Figures are built with the object-oriented API (matplotlib.figure.Figure, no pyplot): nothing is
 registered globally and `fig.savefig` renders with Agg whatever backend the session uses.
 """
 from __future__ import annotations
+
+import io
 
 import numpy as np
 from matplotlib import colormaps
@@ -15,6 +17,14 @@ from mmc.search.result import SearchResult
 
 MAX_EXPLORED_SHOWN = 20_000  # explored subsets drawn in the frontier plot (an even subsample beyond: same cloud)
 MAX_LABELLED = 12  # curves in a panel beyond which they are drawn faintly, without fits or legend entries
+
+
+def png(fig: Figure) -> bytes:
+    """The figure rendered as PNG, as mlflow.log_figure would save it: rendering takes about half a second a
+    figure, so the analysis renders where it computes (a forked child) rather than where it logs."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def _colours(n: int) -> list:

@@ -51,7 +51,7 @@ class MlflowSweepCallback(Callback):
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        from mmc import tracking
+        from mmc import plots, tracking
 
         run_id = parent_run_id(config.hydra.sweep.dir)
         client = MlflowClient()
@@ -61,11 +61,11 @@ class MlflowSweepCallback(Callback):
         table = comparison_table(children)
         failed = table.loc[table.status != "FINISHED", "run_name"].tolist()
         with mlflow.start_run(run_id=run_id):
-            tracking.log_text_artifact(table.to_csv(index=False), "sweep_comparison.csv")
+            tracking.log_file(table.to_csv(index=False), "sweep_comparison.csv")
             mlflow.log_table(table, "tables/sweep_comparison.json")  # the same rows, as the UI renders tables
             summary = pool_summary(table)
             if summary["pool"].nunique() == 2:  # a homogeneous-vs-heterogeneous sweep
-                tracking.log_text_artifact(summary.to_csv(index=False), "homo_vs_hetero.csv")
+                tracking.log_file(summary.to_csv(index=False), "homo_vs_hetero.csv")
                 for row in summary.itertuples():
                     mlflow.log_metric(f"sweep.{row.pool}.best_L_inf", row.best_L_inf)
                     mlflow.log_metric(f"sweep.{row.pool}.best_oracle_loss", row.best_oracle_loss)
@@ -74,7 +74,7 @@ class MlflowSweepCallback(Callback):
             mlflow.set_tag("failed_children", ",".join(failed) or "none")
             figure = overlay_frontiers(client, children)
             if figure is not None:
-                tracking.log_figure(figure, "sweep_frontiers.png")
+                tracking.log_file(plots.png(figure), "sweep_frontiers.png")
         log.info("MLflow UI (after `mlflow ui`): %s", tracking.ui_url(parent.info.experiment_id, run_id))
         if failed:
             print(f"error: {len(failed)} of {len(table)} sweep jobs failed ({', '.join(failed)}); "
@@ -126,13 +126,10 @@ def overlay_frontiers(client: MlflowClient, children):
     oracle's (all texts) or the realisable option's own (evaluation texts). One panel per measure (the children's
     `analysis.measure` tag: a loss unit, or error rate), so a sweep over a corpus of texts and a task corpus shows the
     loss law and the accuracy law of the same pool side by side. None when no child has a frontier."""
-    import matplotlib
     import mlflow
     import numpy as np
     import pandas as pd
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     panels: dict[str, list] = {}  # measure -> [(label, frontier, (A, alpha, L_inf) or None)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,7 +150,8 @@ def overlay_frontiers(client: MlflowClient, children):
                                                    pd.read_csv(path), None if None in constants else constants))
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 4.8), squeeze=False)
+    fig = Figure(figsize=(8 * len(panels), 4.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (measure, curves) in zip(axes[0], panels.items()):
         for i, (label, front, constants) in enumerate(curves):
             colour = f"C{i % 10}"

@@ -143,7 +143,7 @@ def tracked_run(experiment_id: str, run_name: str, config: dict, tags: dict, par
             mlflow.log_params(flatten(config))
             mlflow.set_tags({"git_commit": git_commit(), **{f"version.{k}": v for k, v in package_versions().items()}})
             log_json(config, "config.json")
-            log_text_artifact(_yaml(config), "config.yaml")
+            log_file(_yaml(config), "config.yaml")
             yield run
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -155,22 +155,16 @@ def _yaml(config: dict) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(config))
 
 
-def log_text_artifact(text: str, name: str) -> None:
+def log_file(content: str | bytes, name: str) -> None:
+    """The artifact `name` holding `content` (text, or bytes such as a rendered PNG)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        path.write_text(text)
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
         mlflow.log_artifact(str(path))
 
 
 def log_json(obj, name: str) -> None:
-    log_text_artifact(json.dumps(obj, indent=2, default=float), name)
-
-
-def log_figure(fig, name: str) -> None:
-    import matplotlib.pyplot as plt
-
-    mlflow.log_figure(fig, name)
-    plt.close(fig)
+    log_file(json.dumps(obj, indent=2, default=float), name)
 
 
 def logged_config(run_id: str) -> dict:

@@ -67,3 +67,47 @@ def test_without_fork_it_runs_in_place_when_asked(monkeypatch):
     pending = Pending(lambda x: calls.append(x) or (os.getpid(), x), 3)
     assert calls == []  # nothing ran yet: as if called at result()
     assert pending.result() == (os.getpid(), 3) and calls == [3]
+
+
+def pid_in_a_grandchild() -> tuple[int, int]:
+    return os.getpid(), Pending(pid_and_sum, 10).result()[0]
+
+
+def sleeps_in_a_grandchild(pid_file: str) -> int:
+    return Pending(writes_pid_then_sleeps, pid_file, 60).result()
+
+
+def writes_pid_then_sleeps(pid_file: str, seconds: float) -> int:
+    with open(pid_file + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(pid_file + ".tmp", pid_file)
+    return sleeps(seconds)
+
+
+@pytest.mark.skipif(not LINUX, reason="the forked path is Linux's")
+def test_a_child_forks_children_of_its_own():
+    child, grandchild = Pending(pid_in_a_grandchild).result()
+    assert len({os.getpid(), child, grandchild}) == 3
+
+
+@pytest.mark.skipif(not LINUX, reason="the forked path is Linux's")
+def test_closing_a_child_takes_its_own_children_along(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    pid_file = tmp_path / "grandchild.pid"
+    pending = Pending(sleeps_in_a_grandchild, str(pid_file))
+    deadline = time.time() + 30
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    pending.close()
+
+    def alive() -> bool:
+        try:
+            return psutil.Process(grandchild).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.time() + 10
+    while alive() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not alive()

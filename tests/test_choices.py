@@ -122,7 +122,7 @@ def test_a_saturated_or_flat_error_rate_is_reported_not_fitted(caplog):
     saturated = skilled_matrix(7, skill=[0, 1, 2, 3, 40, 60])  # the two largest models answer every item right
     a = analyze(saturated, LossConfig(), ExhaustiveSearch(), FitConfig(**QUICK))
     assert a.ensemble.frontier_loss.min() == 0
-    assert a.extras["fit_skipped"]["ensemble"].startswith("saturated: the frontier reaches an error rate of 0 at")
+    assert a.fit_skipped["ensemble"].startswith("saturated: the frontier reaches an error rate of 0 at")
     assert "ensemble" not in a.fits and "fit.ensemble.alpha" not in a.metrics
     assert "no ensemble fit: saturated" in caplog.text
     same = skilled_matrix(8)
@@ -130,7 +130,7 @@ def test_a_saturated_or_flat_error_rate_is_reported_not_fitted(caplog):
                         np.broadcast_to(same.loglik[3], same.loglik.shape), same.gold, same.choice_bytes)
     a = analyze(same, LossConfig(), ExhaustiveSearch(), FitConfig(**QUICK))  # six copies of one model
     for curve in ("single", "ensemble"):
-        assert a.extras["fit_skipped"][curve].startswith("flat: the error rate stays at")
+        assert a.fit_skipped[curve].startswith("flat: the error rate stays at")
 
 
 @pytest.mark.parametrize("write, expected", [
