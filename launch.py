@@ -74,4 +74,4 @@ def main(cfg: DictConfig) -> dict | None:
 
 if __name__ == "__main__":
     sys.argv[1:] = cli.preflight(sys.argv[1:])
-    main()
+    cli.run_then_exit(main)

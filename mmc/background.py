@@ -11,10 +11,13 @@ asked for, as if called then.
 from __future__ import annotations
 
 import atexit
+import gc
 import multiprocessing
 import os
 import sys
 from typing import Callable
+
+from threadpoolctl import threadpool_limits
 
 from mmc.errors import MMCError
 from mmc.workers import exit_with_parent
@@ -24,6 +27,7 @@ FORK = sys.platform == "linux"  # False: every Pending runs in place (bench/pape
 
 def _child(parent_pid: int, conn, fn: Callable, args: tuple) -> None:
     exit_with_parent(parent_pid)  # a killed launch, or a Pending closed before its own children, takes it along
+    threadpool_limits(1, user_api="blas")  # its siblings and parent compute on the other cores: no oversubscription
     try:
         outcome = (True, fn(*args))
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent, which raises it
@@ -49,7 +53,9 @@ class Pending:
             self._conn, child_end = context.Pipe(duplex=False)
             self._process = context.Process(target=_child, args=(os.getpid(), child_end, fn, args),
                                             daemon=False)
+            gc.freeze()  # the child's collector leaves this process's objects alone: their pages stay shared
             self._process.start()
+            gc.unfreeze()
             child_end.close()
             atexit.register(self.close)
 

@@ -1,7 +1,12 @@
-"""Command-line preflight: compose the config once before Hydra runs, so a bad override fails in one line."""
+"""The command line around Hydra: a preflight that composes the config once before Hydra runs, so a bad override
+fails in one line, and an exit that skips the interpreter's teardown."""
 from __future__ import annotations
 
+import atexit
+import logging
+import os
 import sys
+from typing import Callable
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -85,3 +90,29 @@ def preflight(argv: list[str]) -> list[str]:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     return argv
+
+
+def run_then_exit(main: Callable[[], object]) -> None:
+    """main(), then exit with its status (0, or sys.exit's) once every atexit handler has run (multiprocessing's,
+    MLflow's, logging's: output and logs are complete), skipping the interpreter's teardown, which frees the
+    objects of MLflow, SQLAlchemy and pandas one by one: about 0.7 s of every run. An uncaught exception
+    tears down as usual.
+
+    Called from the entry point, so that its handler runs after those registered while main() runs."""
+    status = 0
+
+    def exit_now() -> None:
+        logging.shutdown()  # registered before this handler (at `import logging`), so it would run after it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+    atexit.register(exit_now)
+    try:
+        main()
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)  # a message: printed, then 1
+        raise
+    except BaseException:
+        atexit.unregister(exit_now)
+        raise
