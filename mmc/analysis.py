@@ -122,10 +122,8 @@ def searched(lm: LossMatrix, loss: LossConfig, search: SearchConfig, fit: FitCon
 
 def with_fits(pool: Searched) -> Searched:
     """The pool with its single and ensemble fits."""
-    skipped: dict[str, str] = {}
-    fits = {name: f for name, result in (("single", pool.single), ("ensemble", pool.ensemble))
-            if (f := try_fit(name, result, pool.fit, skipped, pool.measure)) is not None}
-    return replace(pool, fits=fits, fit_skipped=skipped)
+    part = fitted({"single": pool.single, "ensemble": pool.ensemble}, pool.fit, pool.measure)
+    return replace(pool, fits=part.fits, fit_skipped=part.fit_skipped)
 
 
 def analyze(lm: LossMatrix, loss: LossConfig, search: SearchConfig, fit: FitConfig,

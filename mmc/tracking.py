@@ -159,7 +159,10 @@ def log_file(content: str | bytes, name: str) -> None:
     """The artifact `name` holding `content` (text, or bytes such as a rendered PNG)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
-        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
         mlflow.log_artifact(str(path))
 
 
